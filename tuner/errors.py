@@ -1,0 +1,9 @@
+"""The project's exception for bad user input or state."""
+
+
+class MimlTuneError(ValueError):
+    """Bad input or state that a person can fix.
+
+    The message says what was wrong, the value received, what is allowed and, when there is one,
+    the fix. The command line prints it as one line and exits with status 2, without a traceback.
+    """

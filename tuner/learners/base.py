@@ -1,0 +1,83 @@
+"""The interface every trainable model exposes to the trial: one fold, one epoch at a time."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from tuner.errors import MimlTuneError
+
+
+class Learner(abc.ABC):
+    """Trains one model on the training part of one fold, one epoch at a time.
+
+    A learner owns everything between raw bags and probabilities: the preprocessing fitted on
+    its training bags (feature scaling, bag graphs, bag pooling), the model, the optimiser and the
+    training loop. The trial builds one learner per fold and calls, epoch-synchronously,
+    :meth:`train_epoch` then :meth:`predict` on each.
+
+    Subclasses set :attr:`name` and :attr:`defaults`, the complete set of hyper-parameters they
+    accept with their default values. A configuration key outside :attr:`defaults` is an error,
+    so a typo in a search space fails loudly instead of silently doing nothing.
+
+    Args:
+        config: hyper-parameters; missing keys take their defaults.
+        n_features: instance feature dimension ``d``.
+        n_labels: number of labels ``L``.
+        seed: seeds the model's initialisation and the order of the training batches.
+        device: where the model trains.
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[Mapping[str, Any]]
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        n_features: int,
+        n_labels: int,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        unknown = sorted(set(config) - set(self.defaults))
+        if unknown:
+            raise MimlTuneError(
+                f"model '{self.name}' has no hyper-parameter {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(sorted(self.defaults))}"
+            )
+        self.config: dict[str, Any] = {**self.defaults, **config}
+        self.n_features = int(n_features)
+        self.n_labels = int(n_labels)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs this configuration trains for (1 for closed-form learners)."""
+        return int(self.config.get("epochs", 1))
+
+    @abc.abstractmethod
+    def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        """Fits preprocessing on the training bags, encodes them, builds model and optimiser.
+
+        Args:
+            bags: ``n`` arrays of shape ``(n_instances_i, n_features)``.
+            labels: ``(n, n_labels)`` array of 0/1.
+        """
+
+    @abc.abstractmethod
+    def encode(self, bags: Sequence[np.ndarray]) -> Any:
+        """Applies the fitted preprocessing to bags to be predicted (done once, reused each epoch)."""
+
+    @abc.abstractmethod
+    def train_epoch(self) -> float:
+        """Trains one epoch on the training bags given to :meth:`setup`; returns the mean loss."""
+
+    @abc.abstractmethod
+    def predict(self, encoded: Any) -> np.ndarray:
+        """Returns ``(n, n_labels)`` probabilities for bags returned by :meth:`encode`."""
