@@ -55,6 +55,14 @@ class Learner(abc.ABC):
         self.n_labels = int(n_labels)
         self.seed = int(seed)
         self.device = torch.device(device)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks the hyper-parameter values in :attr:`config`.
+
+        Called at the end of ``__init__``. Subclasses raise :class:`~tuner.errors.MimlTuneError`
+        naming the parameter, the value received and what is allowed.
+        """
 
     @property
     def epochs(self) -> int:
