@@ -1,0 +1,166 @@
+"""The ``miml-tune`` command line: thin click commands over the library's functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from tuner.errors import MimlTuneError
+
+for _name, _value in (
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+    ("MLFLOW_DISABLE_TELEMETRY", "true"),
+    ("RAY_AIR_NEW_OUTPUT", "0"),
+    ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
+):
+    os.environ.setdefault(_name, _value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="miml-tune")
+def cli() -> None:
+    """Tune multi-label and MIML models with Ray Tune, Optuna and MLflow."""
+
+
+@cli.command()
+@click.option("--space", required=True, help="Space name (see `miml-tune spaces`) or YAML path.")
+@click.option("--name", help="Search name: MLflow experiment and storage folder [space name].")
+@click.option("--data", type=click.Path(), help="Run the space on this data file instead.")
+@click.option("--trials", type=int, help="Number of configurations to try.")
+@click.option("--max-epochs", type=int, help="Epoch cap per trial (ASHA's max_t).")
+@click.option("--cv-folds", type=int, help="K of the repeated K-fold CV.")
+@click.option("--cv-repeats", type=int, help="Repeats of the K-fold CV.")
+@click.option("--concurrency", type=int, help="Trials at once [CPUs / cpus-per-trial].")
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
+              help="GPUs per trial; fractions pack trials on one GPU.")
+@click.option("--seed", type=int, help="Seed of the sampler, the splits and the models.")
+@click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
+@click.option("--scheduler", type=str, help="asha | fifo")
+@click.option("--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+@click.option("--storage", type=click.Path(), help="Ray Tune results folder [./miml-tune-results].")
+@click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def launch(space: str, as_json: bool, **options: Any) -> None:
+    """Run a hyper-parameter search and print the best configuration."""
+    from tuner.search import LaunchOptions
+    from tuner.search import launch as run_search
+    from tuner.spec import load_space
+
+    _check_counts(options)
+    spec = load_space(space).with_overrides(
+        trials=options.pop("trials"),
+        max_epochs=options.pop("max_epochs"),
+        cv_folds=options.pop("cv_folds"),
+        cv_repeats=options.pop("cv_repeats"),
+        concurrency=options.pop("concurrency"),
+        seed=options.pop("seed"),
+        sampler=options.pop("sampler"),
+        scheduler=options.pop("scheduler"),
+    )
+    summary = run_search(spec, LaunchOptions(**options))
+    _emit(summary, as_json)
+
+
+def _check_counts(options: dict[str, Any]) -> None:
+    rules = {"trials": 1, "max_epochs": 1, "cv_folds": 2, "cv_repeats": 1, "concurrency": 1, "seed": 0}
+    for key, low in rules.items():
+        value = options.get(key)
+        if value is not None and value < low:
+            flag = "--" + key.replace("_", "-")
+            raise MimlTuneError(f"{flag} must be an integer >= {low}, got {value}")
+
+
+def _emit(summary: dict[str, Any], as_json: bool) -> None:
+    from tuner.output import format_summary
+
+    if as_json:
+        click.echo(json.dumps(summary, indent=None, sort_keys=True))
+    else:
+        click.echo(format_summary(summary))
+
+
+@cli.command()
+@click.option("--name", required=True, help="Search name.")
+@click.option("--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def best(name: str, tracking_uri: str | None, as_json: bool) -> None:
+    """Print the best configuration of a finished search again, from MLflow."""
+    from tuner import tracking
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_tracking_uri(uri)
+    _emit(tracking.read_summary(name, uri), as_json)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def spaces(ctx: click.Context) -> None:
+    """List the shipped search spaces."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tuner.spec import load_space, space_names
+
+    rows = []
+    for name in space_names():
+        spec = load_space(name)
+        grid = "inf" if spec.grid_size == float("inf") else f"{int(spec.grid_size):,}"
+        rows.append((name, spec.model, spec.dataset, str(len(spec.params)), grid, spec.description))
+    header = ("space", "model", "dataset", "params", "grid", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+
+
+@spaces.command("show")
+@click.argument("name")
+def spaces_show(name: str) -> None:
+    """Print one space file."""
+    from tuner.spec import load_space
+
+    click.echo(load_space(name).text.rstrip())
+
+
+@cli.group()
+def data() -> None:
+    """Inspect datasets."""
+
+
+@data.command("info")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
+def data_info(dataset: str, as_json: bool) -> None:
+    """Describe a dataset given by registered name or path."""
+    from tuner.data import describe, format_description, load_dataset
+
+    info = describe(load_dataset(dataset))
+    click.echo(json.dumps(info) if as_json else format_description(info))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the CLI, turning user errors into one line and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="miml-tune", standalone_mode=False)
+    except MimlTuneError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

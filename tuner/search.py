@@ -1,0 +1,447 @@
+"""The search: a Ray Tune ``Tuner`` with an Optuna sampler and ASHA over the CV trial.
+
+Data flow (DESIGN.md): the space is validated, the dataset is loaded and checked once in the
+driver, split into development and holdout parts (the holdout never reaches a trial), the
+development part goes into Ray's object store, and each trial runs the whole CV protocol of one
+configuration, reporting fold means epoch by epoch. The peer model ``bag_mean_linear`` is scored
+on the very same folds so that every search result can be read against it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tuner import __version__, tracking
+from tuner.cv import holdout_split
+from tuner.data import MIMLDataset, load_dataset
+from tuner.errors import MimlTuneError
+from tuner.metrics import BAG_METRICS, is_better, mode_of
+from tuner.spec import SearchSpec
+from tuner.trial import CVProtocol, run_cv, tune_trainable
+
+PEER_MODEL = "bag_mean_linear"
+STATE_FILE = "miml_tune_search.json"
+
+
+@dataclass
+class LaunchOptions:
+    """How to run a search (everything that is not part of the space itself)."""
+
+    name: str | None = None
+    data: str | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    overwrite: bool = False
+    progress: TextIO | None = None
+
+    def validate(self) -> None:
+        if self.cpus_per_trial <= 0:
+            raise MimlTuneError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise MimlTuneError(
+                f"--gpus-per-trial must be >= 0 (fractions pack trials on one GPU), "
+                f"got {self.gpus_per_trial}"
+            )
+        if self.name is not None and not _valid_name(self.name):
+            raise MimlTuneError(
+                f"--name {self.name!r} must be letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit"
+            )
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "-_." for c in name)
+
+
+def sampler_for(name: str, seed: int) -> Any:
+    """The Optuna sampler registered under ``name``, seeded."""
+    import optuna
+
+    factories: dict[str, Callable[[], Any]] = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+    }
+    if name not in factories:
+        raise MimlTuneError(f"unknown sampler {name!r}; allowed: {', '.join(factories)}")
+    return factories[name]()
+
+
+def scheduler_for(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=spec.metric,
+        mode=spec.mode,
+        max_t=spec.max_epochs,
+        grace_period=min(spec.grace_period, spec.max_epochs),
+        reduction_factor=spec.reduction_factor,
+    )
+
+
+def prepare_data(spec: SearchSpec, data: str | None) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset]:
+    """Loads the space's dataset and splits it: ``(full, development, holdout)``."""
+    full = load_dataset(spec.dataset, data=data)
+    if full.n_bags < spec.cv_folds * 2:
+        raise MimlTuneError(
+            f"dataset {full.name!r} has {full.n_bags} bags, too few for {spec.cv_folds}-fold CV"
+        )
+    dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.seed)
+    return full, full.subset(dev_idx), full.subset(hold_idx)
+
+
+def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, Any]:
+    """Runs a search and returns its summary (what ``miml-tune launch --json`` prints).
+
+    Everything that can be checked is checked before anything is written: options, the dataset,
+    the tracking store and the storage folder.
+    """
+    options = options or LaunchOptions()
+    options.validate()
+    name = options.name or spec.name
+    started = time.monotonic()
+    full, dev, holdout = prepare_data(spec, options.data)
+    uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    tracking.check_tracking_uri(uri)
+    storage = Path(options.storage or "miml-tune-results").resolve()
+    run_dir = storage / name
+    _claim_run_dir(run_dir, overwrite=options.overwrite)
+    protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed)
+
+    peer = run_cv(PEER_MODEL, {}, dev, protocol).summary
+
+    mlflow = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment(mlflow, name, uri)
+    parent = mlflow.create_run(
+        experiment_id,
+        run_name=f"{name}-search",
+        tags={
+            tracking.ROLE_TAG: "search",
+            "miml_tune.version": __version__,
+            "miml_tune.space": spec.name,
+            "miml_tune.model": spec.model,
+            "miml_tune.dataset": full.name,
+            "miml_tune.dataset_fingerprint": full.fingerprint(),
+            "miml_tune.storage": str(run_dir),
+        },
+    )
+    parent_id = str(parent.info.run_id)
+    _write_state(run_dir, status="running", parent_run_id=parent_id, tracking_uri=uri)
+    _log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peer)
+
+    from tuner.callbacks import TrialRuns
+
+    trial_runs = TrialRuns(uri, experiment_id, parent_id)
+    try:
+        results = _fit(spec, dev, protocol, run_dir, trial_runs, options)
+        board = leaderboard(results, spec.metric)
+        summary = _summary(spec, name, full, dev, holdout, board, peer, uri, experiment_id, parent_id)
+        summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+        _log_parent_end(mlflow, parent_id, summary, board)
+        mlflow.set_terminated(parent_id, "FINISHED")
+        _write_state(run_dir, status="finished", parent_run_id=parent_id, tracking_uri=uri)
+        return summary
+    except BaseException as exc:
+        trial_runs.close_open_runs()
+        mlflow.set_tag(parent_id, tracking.ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        mlflow.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
+        _write_state(
+            run_dir,
+            status="interrupted" if interrupted else "failed",
+            parent_run_id=parent_id,
+            tracking_uri=uri,
+        )
+        raise
+
+
+def _fit(
+    spec: SearchSpec,
+    dev: MIMLDataset,
+    protocol: CVProtocol,
+    run_dir: Path,
+    trial_runs: Any,
+    options: LaunchOptions,
+) -> Any:
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.callbacks import ProgressLine
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    concurrency = spec.concurrency or max(1, int(cpus // options.cpus_per_trial))
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            tune_trainable,
+            data=dev,
+            model=spec.model,
+            protocol=protocol,
+            max_epochs=spec.max_epochs,
+        ),
+        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+    )
+    searcher = OptunaSearch(
+        metric=spec.metric, mode=spec.mode, sampler=sampler_for(spec.sampler, spec.seed)
+    )
+    progress = ProgressLine(spec.metric, spec.trials, stream=options.progress)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=spec.param_space(),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler_for(spec),
+            num_samples=spec.trials,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+            **({"metric": spec.metric, "mode": spec.mode} if spec.scheduler == "fifo" else {}),
+        ),
+        run_config=tune.RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            callbacks=[trial_runs, progress],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        ),
+    )
+    return tuner.fit()
+
+
+def leaderboard(results: Any, metric: str) -> list[dict[str, Any]]:
+    """One row per trial, best first: completed trials ranked by the metric (ties: lower fold
+    std, then the earlier trial), then pruned trials, then failed ones."""
+    rows = []
+    for order, result in enumerate(results):
+        metrics = dict(result.metrics or {})
+        status = "error" if result.error else "completed"
+        if status == "completed" and metrics.get("epoch", 0) < metrics.get("target_epochs", 0):
+            status = "pruned"
+        rows.append(
+            {
+                "trial_id": metrics.get("trial_id") or Path(result.path).name,
+                "order": order,
+                "status": status,
+                "epochs": metrics.get("epoch", 0),
+                "config": dict(result.config or {}),
+                "metrics": {
+                    k: v
+                    for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                },
+                "error": str(result.error).splitlines()[-1][:500] if result.error else "",
+            }
+        )
+    return rank(rows, metric)
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    sign = 1.0 if mode_of(metric) == "max" else -1.0
+    status_order = {"completed": 0, "pruned": 1, "error": 2}
+
+    def key(row: dict[str, Any]) -> tuple[float, float, float, int]:
+        value = row["metrics"].get(metric, math.nan)
+        std = row["metrics"].get(f"{metric}_std", math.inf)
+        missing = value is None or math.isnan(value)
+        return (
+            status_order[row["status"]],
+            math.inf if missing else -sign * value,
+            std if std is not None and not math.isnan(std) else math.inf,
+            row["order"],
+        )
+
+    return sorted(rows, key=key)
+
+
+def _summary(
+    spec: SearchSpec,
+    name: str,
+    full: MIMLDataset,
+    dev: MIMLDataset,
+    holdout: MIMLDataset,
+    board: list[dict[str, Any]],
+    peer: dict[str, float],
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+) -> dict[str, Any]:
+    completed = [r for r in board if r["status"] == "completed"]
+    if not completed:
+        errors = "; ".join(r["error"] for r in board if r["error"])[:500]
+        raise MimlTuneError(
+            f"search {name!r} finished with no completed trial"
+            + (f" (errors: {errors})" if errors else "")
+        )
+    best = completed[0]
+    return {
+        "name": name,
+        "space": spec.name,
+        "model": spec.model,
+        "dataset": full.name,
+        "dataset_fingerprint": full.fingerprint(),
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "seed": spec.seed,
+        "sampler": spec.sampler,
+        "scheduler": spec.scheduler,
+        "cv": {"folds": spec.cv_folds, "repeats": spec.cv_repeats},
+        "holdout": spec.holdout,
+        "bags": {"development": dev.n_bags, "holdout": holdout.n_bags},
+        "trials": {
+            "total": len(board),
+            **{s: sum(r["status"] == s for r in board) for s in ("completed", "pruned", "error")},
+        },
+        "best": {
+            "trial_id": best["trial_id"],
+            "epochs": best["epochs"],
+            "config": best["config"],
+            "metrics": _mean_std(best["metrics"]),
+        },
+        "peer": {"model": PEER_MODEL, "metrics": _mean_std(peer)},
+        "mlflow": {
+            "tracking_uri": uri,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_id,
+        },
+        "version": __version__,
+    }
+
+
+def _mean_std(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {
+        name: {"mean": float(metrics[name]), "std": float(metrics.get(f"{name}_std", math.nan))}
+        for name in BAG_METRICS
+        if name in metrics
+    }
+
+
+def _log_parent_start(
+    mlflow: Any,
+    parent_id: str,
+    spec: SearchSpec,
+    full: MIMLDataset,
+    dev: MIMLDataset,
+    holdout: MIMLDataset,
+    peer: dict[str, float],
+) -> None:
+    from mlflow.entities import Param
+
+    params = {
+        "space": spec.name,
+        "model": spec.model,
+        "dataset": full.name,
+        "dataset_source": full.source,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "seed": spec.seed,
+        "sampler": spec.sampler,
+        "scheduler": spec.scheduler,
+        "cv_folds": spec.cv_folds,
+        "cv_repeats": spec.cv_repeats,
+        "holdout": spec.holdout,
+        "trials": spec.trials,
+        "max_epochs": spec.max_epochs,
+        "n_dev_bags": dev.n_bags,
+        "n_holdout_bags": holdout.n_bags,
+    }
+    mlflow.log_batch(parent_id, params=[Param(k, str(v)) for k, v in params.items()])
+    mlflow.log_text(parent_id, spec.text or json.dumps(spec.to_dict(), indent=2), "space.yaml")
+    mlflow.log_dict(parent_id, spec.to_dict(), "space_effective.json")
+    peer_metrics = {f"peer.{k}": v for k, v in tracking.numeric_metrics(peer).items()}
+    tracking.log_metrics(mlflow, parent_id, peer_metrics, step=0)
+
+
+def _log_parent_end(
+    mlflow: Any, parent_id: str, summary: dict[str, Any], board: list[dict[str, Any]]
+) -> None:
+    best = summary["best"]
+    mlflow.log_dict(parent_id, best["config"], "best_config.json")
+    mlflow.log_dict(parent_id, summary, tracking.SUMMARY_ARTIFACT)
+    mlflow.log_text(parent_id, leaderboard_csv(board, summary["metric"]), "leaderboard.csv")
+    metrics = {f"best.{k}": v["mean"] for k, v in best["metrics"].items()}
+    metrics |= {f"best.{k}_std": v["std"] for k, v in best["metrics"].items()}
+    metrics |= {f"trials.{k}": float(v) for k, v in summary["trials"].items()}
+    tracking.log_metrics(mlflow, parent_id, tracking.numeric_metrics(metrics), step=0)
+    mlflow.set_tag(parent_id, "miml_tune.best_trial", best["trial_id"])
+
+
+def leaderboard_csv(board: list[dict[str, Any]], metric: str) -> str:
+    params = sorted({k for row in board for k in row["config"]})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    head = ["rank", "trial_id", "status", "epochs"]
+    metrics = [m for name in BAG_METRICS for m in (name, f"{name}_std")]
+    writer.writerow([*head, *metrics, *params, "error"])
+    for i, row in enumerate(board, 1):
+        writer.writerow(
+            [i, row["trial_id"], row["status"], row["epochs"]]
+            + [row["metrics"].get(m, "") for m in metrics]
+            + [row["config"].get(p, "") for p in params]
+            + [row["error"]]
+        )
+    return out.getvalue()
+
+
+def _claim_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuses to clobber an unfinished search's Tune state unless asked to."""
+    if not run_dir.exists():
+        return
+    state = _read_state(run_dir)
+    if state.get("status") == "finished" or overwrite:
+        shutil.rmtree(run_dir)
+        return
+    raise MimlTuneError(
+        f"an unfinished search named {run_dir.name!r} exists at {run_dir} "
+        f"(status: {state.get('status', 'unknown')}); pass --overwrite to start it over, "
+        "or --name to run this one under another name"
+    )
+
+
+def _read_state(run_dir: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((run_dir / STATE_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(run_dir: Path, **state: Any) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, run_dir / STATE_FILE)
+
+
+def better_than_peer(summary: dict[str, Any]) -> dict[str, bool]:
+    """For each metric, whether the best configuration beats the peer model's fold mean."""
+    best, peer = summary["best"]["metrics"], summary["peer"]["metrics"]
+    return {
+        name: is_better(name, best[name]["mean"], peer[name]["mean"])
+        for name in best
+        if name in peer
+    }

@@ -1,0 +1,152 @@
+"""MLflow tracking: one experiment per search name, a parent run per launch, a child run per trial.
+
+Child runs are written from the driver by a Ray Tune callback, so a trial that ASHA stops, or one
+that fails, is closed by the same code that opened it: no run is left RUNNING. The parent run
+holds the space file, the dataset fingerprint, the package version, the seed, and at the end the
+leaderboard and the best configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import MimlTuneError
+
+STATUS_TAG = "miml_tune.status"
+ERROR_TAG = "miml_tune.error"
+ROLE_TAG = "miml_tune.role"
+TRIAL_TAG = "miml_tune.trial_id"
+SUMMARY_ARTIFACT = "best.json"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory."""
+    chosen = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not chosen:
+        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if "://" not in chosen:  # a bare path: a sqlite file
+        return f"sqlite:///{Path(chosen).resolve()}"
+    return chosen
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Fails early, with one line, when the tracking store cannot be used."""
+    scheme = uri.split("://", 1)[0]
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+                if reply.status != 200:
+                    raise MimlTuneError(f"MLflow server {uri} answered {reply.status} on /health")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MimlTuneError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass "
+                "another --tracking-uri"
+            ) from None
+    elif scheme == "sqlite":
+        folder = Path(uri.split("sqlite:///", 1)[-1]).parent
+        if not folder.is_dir():
+            raise MimlTuneError(f"tracking store folder {folder} does not exist (from {uri})")
+    elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
+        raise MimlTuneError(
+            f"unsupported tracking URI {uri!r}; use sqlite:///PATH, http(s)://HOST:PORT or "
+            "a database URI"
+        )
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
+    """Id of the experiment ``name``, created (artifacts beside a sqlite store) if needed."""
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            mlflow_client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / name).as_uri()
+    return str(mlflow_client.create_experiment(name, artifact_location=location))
+
+
+def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: strings, nested keys joined with '.'."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in flatten_params(value).items()})
+        else:
+            out[str(key)] = str(value)
+    return out
+
+
+def numeric_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of a Tune result that are worth a metric in MLflow."""
+    skip = {"epoch", "target_epochs", "training_iteration", "timestamp", "pid", "done"}
+    out = {}
+    for key, value in row.items():
+        if key in skip or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key.startswith(("time_", "iterations_")) or not math.isfinite(value):
+            continue
+        out[key] = float(value)
+    return out
+
+
+def log_metrics(mlflow_client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    import time
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, v, now, step) for k, v in metrics.items()]
+    for start in range(0, len(batch), 500):
+        mlflow_client.log_batch(run_id, metrics=batch[start : start + 500])
+
+
+def trial_error_message(trial: Any) -> str:
+    """The last meaningful line of a failed trial's error (the exception type and message)."""
+    text = ""
+    error_file = getattr(trial, "error_file", None)
+    if error_file and os.path.exists(error_file):
+        text = Path(error_file).read_text(errors="replace")
+    if not text:
+        error = trial.get_error() if hasattr(trial, "get_error") else None
+        text = str(error or "unknown error")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
+            return line
+    return lines[-1] if lines else "unknown error"
+
+
+def read_summary(name: str, uri: str) -> dict[str, Any]:
+    """The summary of the latest finished search named ``name`` (what ``launch`` printed)."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is None:
+        known = sorted(e.name for e in mlflow_client.search_experiments() if e.name != "Default")
+        raise MimlTuneError(
+            f"no search named {name!r} in {uri}; searches there: {', '.join(known) or 'none'}"
+        )
+    runs = mlflow_client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{ROLE_TAG} = 'search' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise MimlTuneError(f"search {name!r} in {uri} has no finished launch yet")
+    path = mlflow_client.download_artifacts(runs[0].info.run_id, SUMMARY_ARTIFACT)
+    return dict(json.loads(Path(path).read_text()))

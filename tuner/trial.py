@@ -1,0 +1,194 @@
+"""One trial: one configuration under the whole cross-validation protocol.
+
+Training is epoch-synchronous: every fold's model trains one epoch and is validated, then the
+trial reports the fold mean and fold standard deviation of every metric. ASHA therefore compares
+trials at equal epochs on exactly the statistic the search optimises.
+
+:func:`run_cv` is plain Python (no Ray): the search wraps it in :func:`tune_trainable`, the peer
+model and the benchmarks call it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuner.cv import Fold, cv_folds
+from tuner.data import MIMLDataset
+from tuner.learners import resolve_learner
+from tuner.metrics import BAG_METRICS, compute
+
+Reporter = Callable[[dict[str, Any]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A fold's training loss became NaN or infinite: the configuration diverged."""
+
+
+@dataclass(frozen=True)
+class CVProtocol:
+    """How a configuration is judged: K folds repeated, seeded."""
+
+    folds: int = 3
+    repeats: int = 5
+    seed: int = 0
+
+    def splits(self, labels: np.ndarray) -> list[Fold]:
+        return cv_folds(labels, self.folds, self.repeats, self.seed)
+
+
+@dataclass
+class CVResult:
+    """What :func:`run_cv` measured: the last epoch's summary plus every epoch's history."""
+
+    epochs: int
+    summary: dict[str, float]
+    per_fold: dict[str, list[float]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def trial_epochs(config: Mapping[str, Any], max_epochs: int, default: int) -> int:
+    """Epochs a configuration trains for: its own ``epochs`` (or the model's), capped by the budget."""
+    return max(1, min(int(config.get("epochs", default)), max_epochs))
+
+
+def run_cv(
+    model: str,
+    config: Mapping[str, Any],
+    data: MIMLDataset,
+    protocol: CVProtocol,
+    *,
+    max_epochs: int = 1_000_000,
+    metrics: Sequence[str] = BAG_METRICS,
+    device: torch.device | str = "cpu",
+    report: Reporter | None = None,
+) -> CVResult:
+    """Trains and validates ``model`` with ``config`` on every fold of ``data``, epoch by epoch.
+
+    Args:
+        model: registered model name.
+        config: hyper-parameters (keys the model declares).
+        data: the development data; the holdout never reaches this function during a search.
+        protocol: folds, repeats and seed.
+        max_epochs: cap on the configuration's own number of epochs.
+        metrics: names of the metrics to compute on each validation fold.
+        device: where the fold models train.
+        report: called after every epoch with the epoch's summary (the trial's ``tune.report``).
+
+    Returns:
+        The summary of the last epoch, the per-fold values of the last epoch and the history.
+
+    Raises:
+        NonFiniteLossError: a fold's loss became NaN or infinite.
+    """
+    learner_cls = resolve_learner(model)
+    folds = protocol.splits(data.labels)
+    learners = []
+    validation = []
+    for i, fold in enumerate(folds):
+        learner = learner_cls(
+            config,
+            n_features=data.n_features,
+            n_labels=data.n_labels,
+            seed=protocol.seed * 1000 + i,
+            device=device,
+        )
+        train = data.subset(fold.train)
+        learner.setup(train.bags, train.labels)
+        held = data.subset(fold.validation)
+        validation.append((learner.encode(held.bags), held.labels))
+        learners.append(learner)
+    epochs = trial_epochs(config, max_epochs, learners[0].epochs)
+
+    history: list[dict[str, Any]] = []
+    per_fold: dict[str, list[float]] = {}
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        losses: list[float] = []
+        per_fold = {name: [] for name in metrics}
+        for fold, learner, (encoded, labels) in zip(folds, learners, validation, strict=True):
+            try:
+                loss = learner.train_epoch()
+            except FloatingPointError as exc:
+                raise NonFiniteLossError(
+                    f"fold {fold.key}, epoch {epoch}: {exc}; config {dict(config)}"
+                ) from None
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"fold {fold.key}, epoch {epoch}: training loss is {loss}; config {dict(config)}"
+                )
+            losses.append(loss)
+            scores = learner.predict(encoded)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                values = compute(labels, scores, names=list(metrics))
+            for name in metrics:
+                per_fold[name].append(values[name])
+        summary = summarise(per_fold, losses)
+        row = {"epoch": epoch, "target_epochs": epochs, **summary}
+        row["epoch_seconds"] = time.perf_counter() - started
+        history.append(row)
+        if report is not None:
+            report(dict(row, per_fold=per_fold) if epoch == epochs else row)
+    return CVResult(epochs=epochs, summary=history[-1], per_fold=per_fold, history=history)
+
+
+def summarise(per_fold: Mapping[str, Sequence[float]], losses: Sequence[float]) -> dict[str, float]:
+    """Fold mean (under the metric's own name) and fold std (``<name>_std``) of every metric."""
+    out: dict[str, float] = {}
+    for name, values in per_fold.items():
+        arr = np.asarray(values, dtype=float)
+        finite = arr[np.isfinite(arr)]
+        out[name] = float(finite.mean()) if finite.size else float("nan")
+        out[f"{name}_std"] = float(finite.std()) if finite.size else float("nan")
+    out["train_loss"] = float(np.mean(losses))
+    out["train_loss_std"] = float(np.std(losses))
+    return out
+
+
+def tune_trainable(
+    config: dict[str, Any],
+    *,
+    data: MIMLDataset,
+    model: str,
+    protocol: CVProtocol,
+    max_epochs: int,
+    metrics: Sequence[str] = BAG_METRICS,
+) -> None:
+    """The Ray Tune function trainable: :func:`run_cv` reporting every epoch to Tune."""
+    from ray import tune
+
+    resources = tune.get_context().get_trial_resources()
+    cpus = max(1, int(resources.head_cpus)) if resources is not None else 1
+    torch.set_num_threads(cpus)
+    device = _trial_device(resources.head_gpus if resources is not None else 0)
+    run_cv(
+        model,
+        config,
+        data,
+        protocol,
+        max_epochs=max_epochs,
+        metrics=metrics,
+        device=device,
+        report=lambda row: tune.report({**row, "device": str(device)}),
+    )
+
+
+def _trial_device(gpus: float) -> torch.device:
+    if gpus <= 0:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    warnings.warn(
+        f"the trial was given {gpus} GPU but torch sees no CUDA device; training on CPU",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return torch.device("cpu")
