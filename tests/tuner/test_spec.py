@@ -1,0 +1,151 @@
+"""Search-space files: every shipped space loads; every malformed one fails with a clear line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.errors import MimlTuneError
+from tuner.spec import load_space, parse_space, space_names
+
+BASE = {
+    "name": "t",
+    "model": "gamil_c",
+    "dataset": "birds",
+    "metric": "average_precision",
+    "params": {"lr": [1.0e-3, 5.0e-3], "hidden": 128},
+}
+
+
+def _write(tmp_path: Path, **changes: object) -> Path:
+    raw = {**BASE, **changes}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_every_shipped_space_loads(name: str) -> None:
+    spec = load_space(name)
+    assert spec.name == name
+    assert spec.params, "a shipped space searches at least one parameter"
+    assert spec.mode in ("max", "min")
+    assert spec.param_space().keys() == {*spec.params, *spec.fixed}
+
+
+def test_birds_space_is_the_papers_grid() -> None:
+    spec = load_space("birds")
+    grid = {k: list(d.values) for k, d in spec.params.items()}
+    assert grid["batch_size"] == [64, 128, 256]
+    assert grid["lr"] == [1e-2, 5e-3, 1e-3, 5e-4]
+    assert grid["weight_decay"] == [1e-3, 5e-4, 1e-4]
+    assert grid["layers"] == [2, 3, 4]
+    assert grid["heads"] == [2, 4, 8]
+    assert grid["hidden"] == [128, 256, 512]
+    assert grid["tau"] == [0.1, 0.2, 0.5, 1.0]
+    assert grid["alpha"] == grid["beta"] == [0.1, 0.5, 1.0, 2.0]
+    assert {"k", "gamma", "epochs"} <= grid.keys()
+    assert (spec.metric, spec.mode, spec.cv_folds, spec.cv_repeats, spec.holdout) == (
+        "average_precision",
+        "max",
+        3,
+        5,
+        0.2,
+    )
+    assert spec.grid_size == math.prod(len(v) for v in grid.values())
+
+
+def test_domains_and_defaults(tmp_path: Path) -> None:
+    spec = load_space(
+        str(
+            _write(
+                tmp_path,
+                params={
+                    "lr": {"loguniform": [1.0e-4, 1.0e-2]},
+                    "dropout": {"uniform": [0.0, 0.5]},
+                    "k": {"int": [2, 6]},
+                    "pooling": {"choice": ["mean", "attention"]},
+                    "hidden": 128,
+                },
+            )
+        )
+    )
+    assert spec.mode == "max"  # taken from the metric when not given
+    assert {k: d.kind for k, d in spec.params.items()} == {
+        "lr": "loguniform",
+        "dropout": "uniform",
+        "k": "int",
+        "pooling": "choice",
+    }
+    assert spec.fixed == {"hidden": 128}
+    assert spec.params["k"].size == 5
+    assert math.isinf(spec.grid_size)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochz": 3}, r"unknown key 'epochz'; allowed keys: name, "),
+        ({"params": {"lr": [0.1], "hiden": 64}}, r"unknown key params.'hiden' for model 'gamil_c'"),
+        ({"params": {"lr": []}}, r"params.lr is an empty list"),
+        ({"params": {"lr": {"uniform": [0.1, 0.01]}}}, r"params.lr.uniform is empty"),
+        ({"params": {"lr": {"loguniform": [0, 0.1]}}}, r"loguniform needs low > 0"),
+        ({"params": {"lr": {"between": [0, 1]}}}, r"params.lr must be a scalar, a list"),
+        ({"params": {"layers": [2, "three"]}}, r"params.layers must be an integer"),
+        ({"params": {"contrastive": "yes"}}, r"params.contrastive must be true or false"),
+        ({"params": {"pooling": ["max"]}}, r"params.pooling: .*pooling"),
+        ({"params": {}}, r"params must be a non-empty mapping"),
+        ({"metric": "accuracy"}, r"unknown metric 'accuracy'; metrics: "),
+        ({"metric": "hamming_loss", "mode": "max"}, r"contradicts metric 'hamming_loss'"),
+        ({"model": "resnet"}, r"unknown model 'resnet'; registered models: "),
+        ({"cv": {"folds": 1}}, r"cv.folds must be an integer >= 2, got 1"),
+        ({"cv": {"folds": 3, "repeat": 2}}, r"unknown key cv.'repeat'"),
+        ({"cv": {"folds": "3"}}, r"cv.folds must be an integer"),
+        ({"holdout": 0.7}, r"holdout must be a fraction in \[0, 0.5\)"),
+        ({"budget": {"trials": 0}}, r"budget.trials must be an integer >= 1, got 0"),
+        ({"sampler": "grid"}, r"unknown sampler 'grid'; allowed: tpe, random"),
+        ({"scheduler": {"name": "hyperband"}}, r"unknown scheduler 'hyperband'"),
+        ({"name": 3}, r"name must be a string, got 3"),
+    ],
+)
+def test_malformed_space_names_file_and_key(tmp_path: Path, changes: dict, message: str) -> None:
+    path = _write(tmp_path, **changes)
+    with pytest.raises(MimlTuneError, match=message) as info:
+        load_space(str(path))
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_key_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(MimlTuneError, match=r"missing required key 'metric'"):
+        parse_space(yaml.safe_dump({k: v for k, v in BASE.items() if k != "metric"}))
+    with pytest.raises(MimlTuneError, match=r"not valid YAML at line 2"):
+        parse_space("name: a\nparams: [unclosed\n  x: 1\n")
+    with pytest.raises(MimlTuneError, match=r"must be a mapping of keys"):
+        parse_space("- a\n- b\n")
+
+
+def test_unknown_space_lists_the_shipped_ones() -> None:
+    with pytest.raises(MimlTuneError, match=r"unknown space 'nope'; shipped spaces: .*birds"):
+        load_space("nope")
+    with pytest.raises(MimlTuneError, match=r"space file 'missing.yaml' does not exist"):
+        load_space("missing.yaml")
+
+
+def test_overrides_are_validated() -> None:
+    spec = load_space("birds")
+    smaller = spec.with_overrides(trials=3, max_epochs=2, cv_repeats=1, seed=None)
+    assert (smaller.trials, smaller.max_epochs, smaller.cv_repeats, smaller.seed) == (3, 2, 1, 0)
+    with pytest.raises(MimlTuneError, match=r"budget.trials must be an integer >= 1, got -1"):
+        spec.with_overrides(trials=-1)
+    with pytest.raises(MimlTuneError, match=r"unknown sampler 'annealing'"):
+        spec.with_overrides(sampler="annealing")
+
+
+def test_effective_space_round_trips(tmp_path: Path) -> None:
+    spec = load_space("birds").with_overrides(trials=2)
+    again = parse_space(yaml.safe_dump(spec.to_dict()), source="again")
+    assert again.to_dict() == spec.to_dict()
