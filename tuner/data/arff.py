@@ -1,0 +1,642 @@
+"""Reading MIML ARFF files: a bag-id attribute, one relational attribute, then labels.
+
+A MIML ARFF file (the Weka multi-instance layout, extended with several labels) looks like::
+
+    @relation birds
+    @attribute id {2,4,5}
+    @attribute bag relational
+      @attribute f0 numeric
+      @attribute f1 numeric
+    @end bag
+    @attribute BRCR {0,1}
+    @attribute PAWR {0,1}
+    @data
+    2,"0.95,0.93\\n0.94,0.96",1,0
+
+The numbers are parsed by :func:`scipy.io.arff.loadarff` (liac-arff cannot read relational
+attributes). Around it this module does what scipy does not: it reads the header itself to find
+the roles of the attributes (bag id, bag, labels), checks every data row before scipy sees it
+(scipy silently drops surplus values, crashes with an ``IndexError`` on an empty bag and cannot
+read ``string`` attributes), and turns every problem into one line that names the file, the bag
+and the fix. Bag ids are taken from the text as written; scipy is handed row numbers instead, so
+ids may be ``string`` attributes or non-ASCII.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
+from scipy.io import arff as scipy_arff
+
+from tuner.data.dataset import DataWarning, MIMLDataset
+from tuner.errors import MimlTuneError
+
+__all__ = ["read_miml_arff"]
+
+_ATTRIBUTE = re.compile(
+    r"""@attribute\s+('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s{]+)\s*(.*)$""", re.IGNORECASE
+)
+_KEYWORD = re.compile(r"@(\w+)")
+# One field of a data row: double-quoted, single-quoted or bare, then a separator or the end.
+_FIELD = re.compile(
+    r"""[ \t]*(?:"(?P<dq>[^"\\]*(?:\\.[^"\\]*)*)"|'(?P<sq>[^'\\]*(?:\\.[^'\\]*)*)'"""
+    r"""|(?P<bare>[^,\t]*))[ \t]*(?P<sep>,|\t|$)"""
+)
+_ESCAPE = re.compile(r"\\(.)")
+# Instances inside a relational value are separated by an escaped newline.
+_INSTANCE_SEP = re.compile(r"(?:\\r)?\\n")
+_NUMERIC_TYPES = ("numeric", "real", "integer")
+_SCIPY_ID_NAME = "miml_tune_bag_row"
+_MAX_SHOWN = 60
+
+
+@dataclass
+class _Attribute:
+    """One ``@attribute`` of the header."""
+
+    name: str
+    kind: str  # nominal, numeric, string, date, relational
+    values: tuple[str, ...] = ()
+    children: list[_Attribute] = field(default_factory=list)
+    header_line: int = -1  # index into the header lines handed to scipy
+
+
+@dataclass
+class _Row:
+    """One data row, split into fields; ``id_span`` locates the bag id in ``text``."""
+
+    line: int
+    text: str
+    fields: list[str]
+    id_span: tuple[int, int]
+
+
+def _short(value: str) -> str:
+    """``repr`` of a value, cut to a readable length and always on one line."""
+    if len(value) > _MAX_SHOWN:
+        value = value[:_MAX_SHOWN] + "..."
+    return repr(value)
+
+
+def _names(names: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _read_text(path: Path) -> str:
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MimlTuneError(f"{where}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise MimlTuneError(f"{where}: is a directory; pass the .arff file inside it") from None
+    except PermissionError:
+        raise MimlTuneError(
+            f"{where}: permission denied; make the file readable (chmod +r) or copy it"
+        ) from None
+    except OSError as exc:
+        raise MimlTuneError(f"{where}: cannot read the file ({exc.strerror or exc})") from None
+    if b"\x00" in raw[:8192]:
+        raise MimlTuneError(f"{where}: is a binary file, not an ARFF text file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _unquote(token: str) -> str:
+    token = token.strip()
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+        return _ESCAPE.sub(r"\1", token[1:-1])
+    return token
+
+
+def _split_fields(line: str) -> tuple[list[str], list[tuple[int, int]], list[bool]]:
+    """Splits a data row into field values (quotes removed, escapes kept) and their spans.
+
+    Raises:
+        ValueError: the row cannot be split (e.g. a quote is not closed).
+    """
+    values: list[str] = []
+    spans: list[tuple[int, int]] = []
+    quoted: list[bool] = []
+    pos = 0
+    while True:
+        m = _FIELD.match(line, pos)
+        if m is None:
+            raise ValueError(f"cannot split it into fields near column {pos + 1}")
+        if m.group("dq") is not None or m.group("sq") is not None:
+            values.append(m.group("dq") if m.group("dq") is not None else m.group("sq"))
+            quoted.append(True)
+        else:
+            values.append(m.group("bare").strip())
+            quoted.append(False)
+        spans.append((m.start(), m.start("sep")))
+        if not m.group("sep"):
+            return values, spans, quoted
+        pos = m.end()
+
+
+def _parse_type(where: str, name: str, spec: str) -> _Attribute:
+    lowered = spec.lower()
+    word = lowered.split()[0] if lowered.split() else ""
+    if spec.startswith("{"):
+        if not spec.rstrip().endswith("}"):
+            raise MimlTuneError(f"{where}: nominal attribute {name!r} has no closing '}}'")
+        try:
+            values, _, _ = _split_fields(spec.rstrip()[1:-1])
+        except ValueError as exc:
+            raise MimlTuneError(f"{where}: nominal values of {name!r}: {exc}") from None
+        return _Attribute(name, "nominal", tuple(_ESCAPE.sub(r"\1", v) for v in values))
+    if word in _NUMERIC_TYPES:
+        return _Attribute(name, "numeric")
+    if word in ("string", "relational", "date"):
+        return _Attribute(name, word)
+    raise MimlTuneError(
+        f"{where}: attribute {name!r} has unknown type {_short(spec)}; ARFF types are numeric, "
+        "real, integer, {nominal values}, string, date and relational"
+    )
+
+
+def _parse_header(
+    path: Path, text: str
+) -> tuple[list[_Attribute], list[str], list[tuple[int, str]]]:
+    """Reads the header; returns the top-level attributes, the header lines for scipy, the rows.
+
+    Raises:
+        MimlTuneError: not an ARFF file, or a malformed header.
+    """
+    where = str(path)
+    attributes: list[_Attribute] = []
+    header: list[str] = []
+    open_relational: _Attribute | None = None
+    seen_data = False
+    rows: list[tuple[int, str]] = []
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        if seen_data:
+            rows.append((number, line))
+            continue
+        keyword = _KEYWORD.match(line)
+        if keyword is None:
+            raise MimlTuneError(
+                f"{where}: not an ARFF file: line {number} {_short(line)} is not a header line "
+                "(an ARFF file starts with @relation and @attribute lines, then @data)"
+            )
+        kind = keyword.group(1).lower()
+        at = f"{where} line {number}"
+        if kind == "relation":
+            header.append(line)
+        elif kind == "attribute":
+            m = _ATTRIBUTE.match(line)
+            if m is None or not m.group(2).strip():
+                raise MimlTuneError(
+                    f"{at}: cannot read the attribute {_short(line)}; "
+                    "expected '@attribute NAME TYPE'"
+                )
+            attr = _parse_type(at, _unquote(m.group(1)), m.group(2).strip())
+            if open_relational is not None:
+                if attr.kind == "relational":
+                    raise MimlTuneError(
+                        f"{at}: relational attribute {attr.name!r} is nested inside "
+                        f"{open_relational.name!r}; MIML ARFF has one level of bags"
+                    )
+                open_relational.children.append(attr)
+                header.append(line)
+                continue
+            attr.header_line = len(header)
+            header.append(line)
+            attributes.append(attr)
+            if attr.kind == "relational":
+                open_relational = attr
+        elif kind == "end":
+            closed = _unquote(line[len("@end") :])
+            if open_relational is None or closed != open_relational.name:
+                raise MimlTuneError(
+                    f"{at}: {_short(line)} does not close an open relational attribute"
+                )
+            open_relational = None
+            header.append(line)
+        elif kind == "data":
+            if open_relational is not None:
+                raise MimlTuneError(
+                    f"{at}: @data before '@end {open_relational.name}'; "
+                    "close the relational attribute first"
+                )
+            seen_data = True
+        else:
+            raise MimlTuneError(
+                f"{at}: unknown header keyword @{keyword.group(1)}; "
+                "expected @relation, @attribute, @end or @data"
+            )
+    if not seen_data:
+        if not attributes:
+            raise MimlTuneError(
+                f"{where}: not an ARFF file: no @attribute header and no @data section"
+            )
+        raise MimlTuneError(f"{where}: the ARFF header has no @data line, so there are no bags")
+    names = [a.name for a in attributes]
+    for attr in attributes:
+        names.extend(c.name for c in attr.children)
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise MimlTuneError(
+            f"{where}: attribute name {_names(duplicates)} is declared twice; "
+            "attribute names must be unique"
+        )
+    return attributes, header, rows
+
+
+def _read_label_xml(xml_path: Path, where: str) -> list[str]:
+    """The label names of a Mulan label XML (``<labels><label name="X"/>...</labels>``)."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise MimlTuneError(
+            f"{xml_path}: not a valid label XML ({exc}); fix it or remove it to take the "
+            f"trailing {{0,1}} attributes of {where} as labels"
+        ) from None
+    except OSError as exc:
+        raise MimlTuneError(f"{xml_path}: cannot read the label XML ({exc.strerror})") from None
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    if local(root.tag) != "labels":
+        raise MimlTuneError(
+            f"{xml_path}: root element is <{local(root.tag)}>, not <labels>; a Mulan label "
+            'XML looks like <labels xmlns="http://mulan.sourceforge.net/labels">'
+            '<label name="X"/></labels>'
+        )
+    names: list[str] = []
+    for element in root.iter():
+        if local(element.tag) != "label":
+            continue
+        name = element.get("name")
+        if not name:
+            raise MimlTuneError(f'{xml_path}: a <label> element has no name="..." attribute')
+        if name in names:
+            raise MimlTuneError(f"{xml_path}: label {name!r} is listed twice")
+        names.append(name)
+    if not names:
+        raise MimlTuneError(f'{xml_path}: names no labels; add <label name="X"/> elements')
+    return names
+
+
+@dataclass
+class _Layout:
+    id_index: int
+    bag_index: int
+    label_indices: list[int]
+    features: list[str]
+
+
+def _layout(path: Path, attributes: list[_Attribute]) -> _Layout:
+    """Finds the bag id, the bag and the labels among the top-level attributes."""
+    where = str(path)
+    relational = [i for i, a in enumerate(attributes) if a.kind == "relational"]
+    if not relational:
+        raise MimlTuneError(
+            f"{where}: not a MIML ARFF file: it has no relational (bag) attribute; MIML ARFF "
+            "declares a bag id, then '@attribute bag relational ... @end bag', then the labels"
+        )
+    if len(relational) > 1:
+        raise MimlTuneError(
+            f"{where}: has {len(relational)} relational attributes "
+            f"({_names([attributes[i].name for i in relational])}); MIML ARFF has exactly one"
+        )
+    bag_index = relational[0]
+    bag = attributes[bag_index]
+    if bag_index != 1 or attributes[0].kind not in ("nominal", "string"):
+        raise MimlTuneError(
+            f"{where}: the relational attribute {bag.name!r} must be preceded by exactly one "
+            "bag-id attribute (nominal or string), e.g. '@attribute id string'; found "
+            f"{_names([f'{a.name} ({a.kind})' for a in attributes[:bag_index]]) or 'none'}"
+        )
+    if not bag.children:
+        raise MimlTuneError(f"{where}: the relational attribute {bag.name!r} declares no features")
+    not_numeric = [f"{c.name} ({c.kind})" for c in bag.children if c.kind != "numeric"]
+    if not_numeric:
+        raise MimlTuneError(
+            f"{where}: bag features must be numeric, but {_names(not_numeric)} is not; "
+            "encode it as numbers"
+        )
+
+    rest = list(range(bag_index + 1, len(attributes)))
+    xml_path = path.with_suffix(".xml")
+    if xml_path.is_file():
+        wanted = _read_label_xml(xml_path, where)
+        by_name = {attributes[i].name: i for i in rest}
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise MimlTuneError(
+                f"{xml_path}: names label {_names(missing)} that {where} does not declare after "
+                f"the bag; the attributes there are {_names(list(by_name)) or 'none'}"
+            )
+        label_indices = sorted(by_name[n] for n in wanted)
+        for i in label_indices:
+            attr = attributes[i]
+            if not _is_binary(attr):
+                raise MimlTuneError(
+                    f"{where}: label attribute {attr.name!r} (named in {xml_path.name}) is "
+                    f"declared as {_declared(attr)}; labels must be nominal {{0,1}}"
+                )
+        reason = f"not named in {xml_path.name}"
+    else:
+        label_indices = []
+        for i in reversed(rest):
+            if not _is_binary(attributes[i]):
+                break
+            label_indices.insert(0, i)
+        if not rest:
+            raise MimlTuneError(
+                f"{where}: declares no label attributes; add '@attribute NAME {{0,1}}' lines "
+                "after the bag"
+            )
+        if not label_indices:
+            last = attributes[-1]
+            raise MimlTuneError(
+                f"{where}: no label attributes: the last attribute {last.name!r} is declared as "
+                f"{_declared(last)}, but labels are the trailing nominal {{0,1}} attributes "
+                f"(or those named in a {xml_path.name} beside the file)"
+            )
+        interrupted = [
+            i
+            for i in rest
+            if i not in label_indices and any(_is_binary(attributes[j]) for j in rest if j < i)
+        ]
+        if interrupted:
+            attr = attributes[interrupted[-1]]
+            raise MimlTuneError(
+                f"{where}: attribute {attr.name!r}, declared as {_declared(attr)}, sits among "
+                "the {0,1} label attributes; labels must be nominal {0,1}: fix its "
+                f"declaration, or name the labels in a {xml_path.name} beside the file"
+            )
+        reason = "not one of the trailing {0,1} label attributes"
+    ignored = [attributes[i].name for i in rest if i not in label_indices]
+    if ignored:
+        warnings.warn(
+            f"{where}: ignoring attribute {_names(ignored)} after the bag ({reason}); MIML "
+            "ARFF holds a bag id, the bag and the labels",
+            DataWarning,
+            stacklevel=3,
+        )
+    return _Layout(0, bag_index, label_indices, [c.name for c in bag.children])
+
+
+def _is_binary(attr: _Attribute) -> bool:
+    return attr.kind == "nominal" and sorted(attr.values) == ["0", "1"]
+
+
+def _declared(attr: _Attribute) -> str:
+    return _short("{" + ",".join(attr.values) + "}") if attr.kind == "nominal" else attr.kind
+
+
+def _split_instances(raw: str) -> list[str]:
+    parts = _INSTANCE_SEP.split(raw) if "\\r" in raw else raw.split("\\n")
+    return [s.strip() for s in parts]
+
+
+def _instance_values(instance: str) -> list[str]:
+    return instance.split("," if "," in instance else "\t")
+
+
+def _check_rows(
+    path: Path, attributes: list[_Attribute], layout: _Layout, lines: list[tuple[int, str]]
+) -> list[_Row]:
+    """Splits and checks every data row: field count, bag id, instance sizes, label values."""
+    where = str(path)
+    n_fields = len(attributes)
+    n_features = len(layout.features)
+    id_attr = attributes[layout.id_index]
+    allowed_ids = set(id_attr.values) if id_attr.kind == "nominal" else None
+    labels = [(i, attributes[i].name) for i in layout.label_indices]
+    rows: list[_Row] = []
+    for number, text in lines:
+        at = f"{where} line {number}"
+        if text.startswith("{"):
+            raise MimlTuneError(f"{at}: sparse ARFF rows ({{...}}) are not supported")
+        try:
+            values, spans, quoted = _split_fields(text)
+        except ValueError as exc:
+            raise MimlTuneError(f"{at}: {exc}; check the quotes of the row") from None
+        bag_id = _ESCAPE.sub(r"\1", values[layout.id_index])
+        if len(values) != n_fields:
+            raise MimlTuneError(
+                f"{at} (bag {_short(bag_id)}): has {len(values)} fields but the header declares "
+                f"{n_fields} attributes (bag id, bag, {len(labels)} labels); check for a missing "
+                "comma or quote"
+            )
+        if not bag_id or (bag_id == "?" and not quoted[layout.id_index]):
+            raise MimlTuneError(f"{at}: the bag id is missing; every bag needs a unique id")
+        if allowed_ids is not None and bag_id not in allowed_ids:
+            raise MimlTuneError(
+                f"{at}: bag id {_short(bag_id)} is not among the values declared for the "
+                f"nominal attribute {id_attr.name!r}; add it to the declaration or declare "
+                f"'@attribute {id_attr.name} string'"
+            )
+        what = f"{at} (bag {_short(bag_id)})"
+        raw_bag = values[layout.bag_index]
+        if not raw_bag.strip() or (raw_bag.strip() == "?" and not quoted[layout.bag_index]):
+            raise MimlTuneError(
+                f"{what}: the bag is empty (zero instances); every bag needs at least one "
+                "instance: drop the row or fill the bag"
+            )
+        for k, instance in enumerate(_split_instances(raw_bag), start=1):
+            n_values = len(_instance_values(instance)) if instance else 0
+            if n_values != n_features:
+                raise MimlTuneError(
+                    f"{what}: instance {k} has {n_values} feature values but the bag attribute "
+                    f"declares {n_features} features; every instance needs one value per "
+                    "feature (bags must all have the same feature count)"
+                )
+        for i, name in labels:
+            value = values[i]
+            if value not in ("0", "1"):
+                got = "is missing ('?')" if value == "?" else f"has value {_short(value)}"
+                raise MimlTuneError(f"{what}: label {name!r} {got}; label values must be 0 or 1")
+        rows.append(_Row(number, text, values, spans[layout.id_index]))
+    if not rows:
+        raise MimlTuneError(f"{where}: has no bags (the @data section is empty)")
+    first_line: dict[str, int] = {}
+    for row in rows:
+        bag_id = _ESCAPE.sub(r"\1", row.fields[layout.id_index])
+        if bag_id in first_line:
+            raise MimlTuneError(
+                f"{where}: bag id {_short(bag_id)} appears on line {first_line[bag_id]} and "
+                f"line {row.line}; bag ids must be unique"
+            )
+        first_line[bag_id] = row.line
+    return rows
+
+
+def _first_non_number(
+    path: Path, layout: _Layout, rows: list[_Row], bag_ids: list[str]
+) -> MimlTuneError | None:
+    """The error for the first feature value that is not a number, if there is one."""
+    for row, bag_id in zip(rows, bag_ids, strict=True):
+        for k, instance in enumerate(_split_instances(row.fields[layout.bag_index]), start=1):
+            for j, token in enumerate(_instance_values(instance)):
+                token = token.strip()
+                if "?" in token:
+                    continue
+                try:
+                    float(token)
+                except ValueError:
+                    return MimlTuneError(
+                        f"{path} line {row.line} (bag {_short(bag_id)}): instance {k}, feature "
+                        f"{layout.features[j]!r} has value {_short(token)}, which is not a "
+                        "number; features must be numeric"
+                    )
+    return None
+
+
+def _scipy_parse(
+    path: Path, header: list[str], id_attr: _Attribute, rows: list[_Row]
+) -> np.ndarray:
+    """Parses the values with scipy, the bag ids replaced by row numbers."""
+    header = list(header)
+    header[id_attr.header_line] = (
+        f"@attribute {_SCIPY_ID_NAME} {{{','.join(str(i) for i in range(len(rows)))}}}"
+    )
+    body = [
+        f"{row.text[: row.id_span[0]]}{i}{row.text[row.id_span[1] :]}" for i, row in enumerate(rows)
+    ]
+    text = "\n".join([*header, "@data", *body, ""])
+    data, _ = scipy_arff.loadarff(io.StringIO(text))
+    return data
+
+
+def _bag_arrays(
+    path: Path, layout: _Layout, data: np.ndarray, rows: list[_Row], bag_ids: list[str]
+) -> tuple[np.ndarray, ...]:
+    where = str(path)
+    n_features = len(layout.features)
+    bag_field = (data.dtype.names or ())[layout.bag_index]
+    records = data[bag_field]
+    # scipy stores each bag as packed float64 fields; viewing them is 10x faster than copying.
+    packed = records[0].dtype == np.dtype([(n, np.float64) for n in records[0].dtype.names])
+    bags: list[np.ndarray] = []
+    for row, bag_id, record in zip(rows, bag_ids, records, strict=True):
+        if packed and record.dtype == records[0].dtype and record.flags.c_contiguous:
+            values = record.view(np.float64).reshape(record.shape[0], -1)
+        else:
+            values = structured_to_unstructured(record, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != n_features:
+            raise MimlTuneError(
+                f"{where} line {row.line} (bag {_short(bag_id)}): read {values.shape} values, "
+                f"expected (instances, {n_features}); check the row's quoting"
+            )
+        with np.errstate(over="ignore"):  # reported below as too large for float32
+            as_float32 = np.ascontiguousarray(values, dtype=np.float32)
+        if not np.isfinite(as_float32).all():
+            k, j = (int(x[0]) for x in np.nonzero(~np.isfinite(as_float32)))
+            original = values[k, j]
+            if np.isnan(original):
+                problem = "is missing ('?') or NaN"
+            elif np.isinf(original):
+                problem = "is infinite"
+            else:
+                problem = f"is {original:g}, too large for float32"
+            raise MimlTuneError(
+                f"{where} line {row.line} (bag {_short(bag_id)}): instance {k + 1}, feature "
+                f"{layout.features[j]!r} {problem}; features must be finite numbers: impute "
+                "or drop the instance"
+            )
+        bags.append(as_float32)
+    return tuple(bags)
+
+
+def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> MIMLDataset:
+    """Reads a MIML ARFF file: a bag-id attribute, one relational attribute, then labels.
+
+    The labels are the attributes named by a Mulan label XML beside the file (``<stem>.xml``)
+    when there is one, otherwise the trailing nominal ``{0,1}`` attributes. Label columns keep
+    the order of the ARFF attributes in both cases. Other attributes after the bag are ignored
+    with a :class:`DataWarning`.
+
+    Args:
+        path: the ``.arff`` file.
+        name: the dataset's name; defaults to the file's stem.
+
+    Returns:
+        The dataset, with float32 bags and uint8 labels; ``source`` is the absolute path.
+
+    Raises:
+        MimlTuneError: missing or unreadable file, not an ARFF file, not MIML ARFF (no
+            relational attribute), an empty bag, a missing / NaN / infinite feature, an instance
+            with the wrong number of values, a label value other than 0/1, duplicate bag ids,
+            or a label XML naming an attribute the file lacks. The message names the file and,
+            where it applies, the line and the bag.
+
+    Warns:
+        DataWarning: a label that no bag carries, or that every bag carries; an attribute after
+            the bag that is not a label.
+    """
+    path = Path(path)
+    where = str(path)
+    text = _read_text(path)
+    attributes, header, lines = _parse_header(path, text)
+    layout = _layout(path, attributes)
+    rows = _check_rows(path, attributes, layout, lines)
+    bag_ids = [_ESCAPE.sub(r"\1", row.fields[layout.id_index]) for row in rows]
+    try:
+        data = _scipy_parse(path, header, attributes[layout.id_index], rows)
+    except Exception as exc:  # scipy raises ValueError, IndexError, csv.Error, ParseArffError
+        diagnosed = _first_non_number(path, layout, rows, bag_ids)
+        if diagnosed is not None:
+            raise diagnosed from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise MimlTuneError(
+            f"{where}: scipy could not parse the ARFF data ({type(exc).__name__}: "
+            f"{_short(reason)}); check the file is MIML ARFF"
+        ) from None
+    if len(data) != len(rows) or len(data.dtype.names or ()) != len(attributes):
+        raise MimlTuneError(
+            f"{where}: scipy read {len(data)} rows of {len(data.dtype.names or ())} attributes, "
+            f"expected {len(rows)} of {len(attributes)}; check the file's quoting"
+        )
+    bags = _bag_arrays(path, layout, data, rows, bag_ids)
+    names = data.dtype.names or ()
+    labels = np.stack([data[names[i]] == b"1" for i in layout.label_indices], axis=1).astype(
+        np.uint8
+    )
+    label_names = tuple(attributes[i].name for i in layout.label_indices)
+
+    positives = labels.sum(axis=0)
+    never = [n for n, p in zip(label_names, positives, strict=True) if p == 0]
+    always = [n for n, p in zip(label_names, positives, strict=True) if p == len(bags)]
+    if never or always:
+        parts = []
+        if never:
+            parts.append(f"never positive: {_names(never)}")
+        if always:
+            parts.append(f"positive in every bag: {_names(always)}")
+        warnings.warn(
+            f"{where}: label {'; '.join(parts)}; such labels cannot be learnt or evaluated "
+            "(AUC is undefined for them)",
+            DataWarning,
+            stacklevel=2,
+        )
+    return MIMLDataset(
+        name=path.stem if name is None else name,
+        bags=bags,
+        labels=labels,
+        bag_ids=tuple(bag_ids),
+        label_names=label_names,
+        feature_names=tuple(layout.features),
+        source=os.path.abspath(path),
+    )

@@ -1,0 +1,179 @@
+"""The in-memory MIML dataset every loader returns and every learner consumes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.errors import MimlTuneError
+
+_FINGERPRINT_VERSION = b"miml-tune/dataset/v1"
+
+
+class DataWarning(UserWarning):
+    """Data that is suspicious but usable, e.g. a label that no bag carries."""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class MIMLDataset:
+    """A multi-instance multi-label dataset: bags of instances, each bag with a label set.
+
+    The arrays are shared, not copied, by :meth:`subset`; treat them as read-only.
+
+    Args:
+        name: short name, e.g. ``"birds"``.
+        bags: one array per bag, each ``(n_instances_i, n_features)`` float32, C-contiguous,
+            with at least one instance.
+        labels: ``(n_bags, n_labels)`` uint8 array of 0/1.
+        bag_ids: one identifier per bag, as written in the source file.
+        label_names: ``n_labels`` names, in the order of the columns of ``labels``.
+        feature_names: ``n_features`` names, in the order of the columns of each bag.
+        source: the path the data was read from.
+
+    Raises:
+        MimlTuneError: the pieces do not fit together (shapes, dtypes, counts).
+    """
+
+    name: str
+    bags: tuple[np.ndarray, ...]
+    labels: np.ndarray
+    bag_ids: tuple[str, ...]
+    label_names: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        where = f"dataset {self.name!r}"
+        if not isinstance(self.bags, tuple) or not self.bags:
+            raise MimlTuneError(f"{where}: bags must be a non-empty tuple of arrays")
+        n_features = len(self.feature_names)
+        for i, bag in enumerate(self.bags):
+            if (
+                not isinstance(bag, np.ndarray)
+                or bag.dtype != np.float32
+                or bag.ndim != 2
+                or not bag.flags.c_contiguous
+            ):
+                raise MimlTuneError(
+                    f"{where}: bag {i} must be a C-contiguous 2-D float32 array, got "
+                    f"{type(bag).__name__} {getattr(bag, 'dtype', '')} "
+                    f"shape {getattr(bag, 'shape', '?')}"
+                )
+            if bag.shape[0] == 0 or bag.shape[1] != n_features:
+                raise MimlTuneError(
+                    f"{where}: bag {i} has shape {bag.shape}; expected (n_instances >= 1, "
+                    f"{n_features}) to match the {n_features} feature names"
+                )
+        shape = (len(self.bags), len(self.label_names))
+        if (
+            not isinstance(self.labels, np.ndarray)
+            or self.labels.dtype != np.uint8
+            or self.labels.shape != shape
+        ):
+            raise MimlTuneError(
+                f"{where}: labels must be a uint8 array of shape {shape} (bags x label names), "
+                f"got {getattr(self.labels, 'dtype', type(self.labels).__name__)} "
+                f"shape {getattr(self.labels, 'shape', '?')}"
+            )
+        if self.labels.size and int(self.labels.max()) > 1:
+            raise MimlTuneError(f"{where}: labels must be 0 or 1, found {int(self.labels.max())}")
+        if len(self.bag_ids) != len(self.bags):
+            raise MimlTuneError(
+                f"{where}: {len(self.bag_ids)} bag ids for {len(self.bags)} bags; need one each"
+            )
+
+    @property
+    def n_bags(self) -> int:
+        """Number of bags."""
+        return len(self.bags)
+
+    @property
+    def n_labels(self) -> int:
+        """Number of labels (columns of :attr:`labels`)."""
+        return len(self.label_names)
+
+    @property
+    def n_features(self) -> int:
+        """Instance feature dimension."""
+        return len(self.feature_names)
+
+    @property
+    def instance_counts(self) -> np.ndarray:
+        """``(n_bags,)`` int64 array: the number of instances in each bag."""
+        return np.fromiter((b.shape[0] for b in self.bags), dtype=np.int64, count=self.n_bags)
+
+    @property
+    def n_instances(self) -> int:
+        """Total number of instances over all bags."""
+        return int(self.instance_counts.sum())
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> MIMLDataset:
+        """The bags at ``indices``, in that order (repeats allowed), sharing the arrays.
+
+        Args:
+            indices: non-negative integer positions in ``range(n_bags)``; at least one.
+
+        Returns:
+            A dataset with the same name, source, label and feature names.
+
+        Raises:
+            MimlTuneError: empty, non-integer (a boolean mask included), negative or out of range.
+        """
+        idx = np.asarray(indices)
+        if idx.dtype == np.bool_ or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise MimlTuneError(
+                f"dataset {self.name!r}: subset() takes integer bag positions, got dtype "
+                f"{idx.dtype}; for a boolean mask pass np.flatnonzero(mask)"
+            )
+        if idx.ndim != 1 or idx.size == 0:
+            raise MimlTuneError(
+                f"dataset {self.name!r}: subset() needs a non-empty 1-D sequence of bag "
+                f"positions, got shape {idx.shape}"
+            )
+        bad = idx[(idx < 0) | (idx >= self.n_bags)]
+        if bad.size:
+            raise MimlTuneError(
+                f"dataset {self.name!r}: subset() index {int(bad[0])} is out of range; "
+                f"allowed 0..{self.n_bags - 1} ({self.n_bags} bags)"
+            )
+        positions = idx.astype(np.intp).tolist()
+        return MIMLDataset(
+            name=self.name,
+            bags=tuple(self.bags[i] for i in positions),
+            labels=np.ascontiguousarray(self.labels[idx]),
+            bag_ids=tuple(self.bag_ids[i] for i in positions),
+            label_names=self.label_names,
+            feature_names=self.feature_names,
+            source=self.source,
+        )
+
+    def fingerprint(self) -> str:
+        """A short content hash: equal data gives an equal fingerprint, wherever it was read.
+
+        Covers the label names, the bag sizes, the feature values (float32 bytes) and the
+        labels, in bag order; not the name, source, bag ids or feature names.
+
+        Returns:
+            The first 16 hex characters of a SHA-256 digest.
+        """
+        h = hashlib.sha256(_FINGERPRINT_VERSION)
+        for label in self.label_names:
+            encoded = label.encode("utf-8")
+            h.update(len(encoded).to_bytes(8, "little"))
+            h.update(encoded)
+        h.update(self.n_features.to_bytes(8, "little"))
+        h.update(self.instance_counts.astype("<i8").tobytes())
+        for bag in self.bags:
+            h.update(np.ascontiguousarray(bag, dtype="<f4").tobytes())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (
+            f"MIMLDataset(name={self.name!r}, n_bags={self.n_bags}, "
+            f"n_instances={self.n_instances}, n_features={self.n_features}, "
+            f"n_labels={self.n_labels}, source={self.source!r})"
+        )
