@@ -1,0 +1,299 @@
+"""GAMIL-C as a learner: standardised instances, kNN bag graphs, focal + contrastive training."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+from models.gamil_c import GAMILC
+from models.losses import focal_loss, info_nce
+from tuner.data.graphs import build_bag_graphs
+from tuner.data.preprocess import InstanceStandardizer
+from tuner.errors import MimlTuneError
+from tuner.learners.base import Learner
+
+POOLINGS = ("attention", "mean")
+LOSSES = ("focal", "bce")
+_PREDICT_BATCH = 256
+
+
+class GamilCLearner(Learner):
+    """Trains :class:`~models.gamil_c.GAMILC` on the training bags of one fold.
+
+    :meth:`setup` standardises the instances (statistics of the training instances only), builds
+    the kNN bag graphs once, and builds the model and an AdamW optimiser. Each
+    :meth:`train_epoch` visits the training bags once in a seeded random order, in mini-batches.
+    With ``contrastive`` every batch is seen as two augmented views (each instance feature
+    zeroed with probability ``feature_mask``, independently per view; the graph is unchanged):
+    the classification loss is taken on the first view's logits and ``beta`` weighs the InfoNCE
+    loss between the two views' projected bag vectors (GAMIL-C eq. 21-22). Without it the
+    clean graphs are used. The correlation regulariser (eq. 17) is added when both
+    ``correlation`` and ``correlation_reg`` are on.
+
+    The learner draws its randomness (initialisation, dropout, masks, batch order) from its own
+    streams seeded by ``seed``, so a fold trains identically whatever other folds do in between.
+    """
+
+    name: ClassVar[str] = "gamil_c"
+    defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 5e-4,
+        "epochs": 30,
+        "layers": 2,
+        "heads": 4,
+        "hidden": 256,
+        "dropout": 0.1,
+        "k": 5,
+        "tau": 0.5,
+        "alpha": 0.5,
+        "beta": 0.5,
+        "gamma": 2.0,
+        "pooling": "attention",
+        "pool_heads": 4,
+        "contrastive": True,
+        "correlation": True,
+        "correlation_reg": True,
+        "loss": "focal",
+        "lambda1": 1e-3,
+        "lambda2": 1e-4,
+        "lambda3": 1e-3,
+        "max_row_mass": 1.0,
+        "proj_dim": 128,
+        "feature_mask": 0.2,
+    }
+
+    def validate(self) -> None:
+        c = self.config
+        check = _Checker(self.name, c)
+        for key in ("batch_size", "epochs", "layers", "heads", "hidden", "k", "pool_heads"):
+            check.integer(key, minimum=1)
+        check.integer("proj_dim", minimum=1)
+        check.real("lr", "> 0", lambda v: v > 0)
+        check.real("tau", "> 0", lambda v: v > 0)
+        check.real("max_row_mass", "> 0", lambda v: v > 0)
+        for key in ("weight_decay", "alpha", "beta", "gamma", "lambda1", "lambda2", "lambda3"):
+            check.real(key, ">= 0", lambda v: v >= 0)
+        for key in ("dropout", "feature_mask"):
+            check.real(key, "in [0, 1)", lambda v: 0 <= v < 1)
+        for key in ("contrastive", "correlation", "correlation_reg"):
+            check.boolean(key)
+        check.choice("pooling", POOLINGS)
+        check.choice("loss", LOSSES)
+        if c["hidden"] % c["heads"] != 0:
+            raise MimlTuneError(
+                f"model 'gamil_c': hidden must be divisible by heads (each attention head gets "
+                f"hidden // heads channels), got hidden={c['hidden']} and heads={c['heads']}"
+            )
+        if c["contrastive"] and c["batch_size"] < 2:
+            raise MimlTuneError(
+                f"model 'gamil_c': batch_size must be >= 2 with contrastive=True (the other bags "
+                f"of a batch are the InfoNCE negatives), got batch_size={c['batch_size']}; "
+                "raise it or set contrastive=False"
+            )
+
+    # ------------------------------------------------------------------------------- setup
+    def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        c = self.config
+        y = _check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
+        if c["contrastive"] and len(bags) < 2:
+            raise MimlTuneError(
+                f"model 'gamil_c': contrastive training needs at least 2 training bags, "
+                f"got {len(bags)}"
+            )
+        self.scaler = InstanceStandardizer().fit(bags)
+        self._graphs = self.encode(bags)
+        self._labels = torch.as_tensor(y, dtype=torch.float32, device=self.device)
+
+        self._order = torch.Generator().manual_seed(self.seed)
+        self._cpu_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
+        self._device_rng = (
+            torch.Generator(device=self.device).manual_seed(self.seed + 1).get_state()
+            if self.device.type == "cuda"
+            else None
+        )
+        with self._own_rng():
+            self.model = GAMILC(
+                self.n_features,
+                self.n_labels,
+                hidden=c["hidden"],
+                heads=c["heads"],
+                layers=c["layers"],
+                dropout=float(c["dropout"]),
+                pooling=c["pooling"],
+                pool_heads=c["pool_heads"],
+                correlation=bool(c["correlation"]),
+                alpha=float(c["alpha"]),
+                max_row_mass=float(c["max_row_mass"]),
+                proj_dim=c["proj_dim"],
+            ).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"])
+        )
+        self.epoch = 0
+
+    def encode(self, bags: Sequence[np.ndarray]) -> list[Data]:
+        """Standardised kNN graphs of ``bags`` (on the learner's device)."""
+        graphs = build_bag_graphs(self.scaler.transform(bags), self.config["k"])
+        return [graph.to(self.device) for graph in graphs]
+
+    # ---------------------------------------------------------------------------- training
+    def train_epoch(self) -> float:
+        c = self.config
+        self.epoch += 1
+        self.model.train()
+        order = torch.randperm(len(self._graphs), generator=self._order).tolist()
+        batches = [order[i : i + c["batch_size"]] for i in range(0, len(order), c["batch_size"])]
+        if c["contrastive"] and len(batches[-1]) < 2:
+            batches.pop()  # InfoNCE needs another bag of the batch as a negative
+        total, seen = 0.0, 0
+        with self._own_rng():
+            for indices in batches:
+                batch = Batch.from_data_list([self._graphs[i] for i in indices])
+                loss = self._batch_loss(batch, self._labels[indices])
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"GAMIL-C training loss is {value} in epoch {self.epoch} "
+                        f"(lr={c['lr']}, loss={c['loss']!r}); try a smaller learning rate"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += value * len(indices)
+                seen += len(indices)
+        return total / seen
+
+    def _batch_loss(self, batch: Batch, y: Tensor) -> Tensor:
+        c = self.config
+        model = self.model
+        if c["contrastive"]:
+            h1, h2 = model.embed(self._two_views(batch)).chunk(2)
+            logits = model.classify(h1)
+        else:
+            logits = model(batch)
+        if c["loss"] == "focal":
+            loss = focal_loss(logits, y, gamma=float(c["gamma"]))
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+        if c["contrastive"]:
+            loss = loss + c["beta"] * info_nce(model.project(h1), model.project(h2), c["tau"])
+        if c["correlation"] and c["correlation_reg"]:
+            loss = loss + model.correlation_penalty(c["lambda1"], c["lambda2"], c["lambda3"])
+        return loss
+
+    def _two_views(self, batch: Batch) -> Data:
+        """Both augmented views of ``batch`` as one graph batch of ``2B`` bags.
+
+        Each instance feature is zeroed with probability ``feature_mask``, independently in each
+        view; the graphs are unchanged. Bags ``0..B-1`` are the first view, ``B..2B-1`` the
+        second: one pass through the encoder instead of two (the bags do not interact, so this
+        is the same computation with half the per-operation overhead).
+        """
+        x, n, b = batch.x, batch.num_nodes, batch.num_graphs
+        keep = torch.rand((2 * n, x.shape[1]), device=x.device) >= self.config["feature_mask"]
+        return Data(
+            x=x.repeat(2, 1) * keep,
+            edge_index=torch.cat([batch.edge_index, batch.edge_index + n], dim=1),
+            edge_attr=batch.edge_attr.repeat(2, 1),
+            batch=torch.cat([batch.batch, batch.batch + b]),
+            num_graphs=2 * b,
+        )
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Runs the block on this learner's RNG streams, leaving the global ones as they were."""
+        cuda = self.device.type == "cuda"
+        saved = torch.get_rng_state()
+        saved_device = torch.cuda.get_rng_state(self.device) if cuda else None
+        torch.set_rng_state(self._cpu_rng)
+        if cuda and self._device_rng is not None:
+            torch.cuda.set_rng_state(self._device_rng, self.device)
+        try:
+            yield
+        finally:
+            self._cpu_rng = torch.get_rng_state()
+            torch.set_rng_state(saved)
+            if cuda and saved_device is not None:
+                self._device_rng = torch.cuda.get_rng_state(self.device)
+                torch.cuda.set_rng_state(saved_device, self.device)
+
+    # -------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict(self, encoded: list[Data]) -> np.ndarray:
+        self.model.eval()
+        out = [np.zeros((0, self.n_labels))]
+        for start in range(0, len(encoded), _PREDICT_BATCH):
+            batch = Batch.from_data_list(list(encoded[start : start + _PREDICT_BATCH]))
+            out.append(torch.sigmoid(self.model(batch)).double().cpu().numpy())
+        return np.concatenate(out)
+
+
+class _Checker:
+    """Value checks of one learner's configuration, with messages that name the parameter."""
+
+    def __init__(self, model: str, config: dict[str, Any]) -> None:
+        self.model, self.config = model, config
+
+    def fail(self, key: str, rule: str) -> None:
+        raise MimlTuneError(
+            f"model {self.model!r}: {key} must be {rule}, got {key}={self.config[key]!r}"
+        )
+
+    def integer(self, key: str, *, minimum: int) -> None:
+        value = self.config[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            self.fail(key, f"an integer >= {minimum}")
+        self.config[key] = int(value)
+
+    def real(self, key: str, rule: str, ok: Any) -> None:
+        value = self.config[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(float(value))
+            or not ok(float(value))
+        ):
+            self.fail(key, f"a finite number {rule}")
+        self.config[key] = float(value)
+
+    def boolean(self, key: str) -> None:
+        value = self.config[key]
+        if not isinstance(value, (bool, np.bool_)):
+            self.fail(key, "True or False")
+        self.config[key] = bool(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> None:
+        if self.config[key] not in choices:
+            self.fail(key, f"one of {', '.join(map(repr, choices))}")
+
+
+def _check_training_data(
+    model: str, bags: Sequence[np.ndarray], labels: np.ndarray, n_features: int, n_labels: int
+) -> np.ndarray:
+    """The labels as a float array, after checking that bags and labels fit the learner."""
+    y = np.asarray(labels)
+    if len(bags) == 0:
+        raise MimlTuneError(f"model {model!r}: there are no training bags")
+    if y.shape != (len(bags), n_labels):
+        raise MimlTuneError(
+            f"model {model!r}: labels must have shape ({len(bags)}, {n_labels}) "
+            f"(bags x labels), got {y.shape}"
+        )
+    for i, bag in enumerate(bags):
+        shape = np.shape(bag)
+        if len(shape) != 2 or shape[0] < 1 or shape[1] != n_features:
+            raise MimlTuneError(
+                f"model {model!r}: bag {i} has shape {shape}; expected (n_instances >= 1, "
+                f"{n_features})"
+            )
+    return y.astype(np.float32)
