@@ -166,9 +166,9 @@ def tune_trainable(
     from ray import tune
 
     resources = tune.get_context().get_trial_resources()
-    cpus = max(1, int(resources.head_cpus)) if resources is not None else 1
-    torch.set_num_threads(cpus)
-    device = _trial_device(resources.head_gpus if resources is not None else 0)
+    required = resources.required_resources if resources is not None else {}
+    torch.set_num_threads(max(1, int(required.get("CPU", 1))))
+    device = _trial_device(float(required.get("GPU", 0)))
     run_cv(
         model,
         config,
