@@ -404,13 +404,14 @@ def _check_params(spec: SearchSpec) -> None:
                 _check_value_type(spec.source, key, value, defaults[key])
         else:
             _check_value_type(spec.source, key, domain.values[0], defaults[key])
-    # Let the model reject out-of-range values now rather than in the middle of the search.
+    # Let the model reject out-of-range values now rather than in the middle of the search,
+    # each value judged beside the fixed ones (hidden=100 is fine with heads=5, not with 8).
     for key, values in [(k, (v,)) for k, v in spec.fixed.items()] + [
         (k, d.values) for k, d in spec.params.items() if d.kind == "choice"
     ]:
         for value in values:
             try:
-                learner({key: value}, n_features=2, n_labels=2)
+                learner({**spec.fixed, key: value}, n_features=2, n_labels=2)
             except MimlTuneError as exc:
                 raise MimlTuneError(f"{spec.source}: params.{key}: {exc}") from None
 

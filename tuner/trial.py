@@ -89,6 +89,9 @@ def run_cv(
         NonFiniteLossError: a fold's loss became NaN or infinite.
     """
     learner_cls = resolve_learner(model)
+    if "epochs" in learner_cls.defaults:
+        # Learners that schedule their learning rate over their epochs must know the real count.
+        config = {**config, "epochs": trial_epochs(config, max_epochs, learner_cls.defaults["epochs"])}
     folds = protocol.splits(data.labels)
     learners = []
     validation = []

@@ -133,6 +133,7 @@ def test_gamil_c_defaults() -> None:
         "max_row_mass": 1.0,
         "proj_dim": 128,
         "feature_mask": 0.2,
+        "schedule": "cosine",
     }
     assert BagMeanLinearLearner.defaults == {"l2": 1e-3, "max_iter": 200, "epochs": 1}
     assert GamilCLearner({}, n_features=3, n_labels=2).epochs == 30
@@ -303,3 +304,19 @@ def test_encode_uses_the_training_statistics(tiny: Split) -> None:
     (graph,) = learner.encode(tiny.test_bags[:1])
     expected = (tiny.test_bags[0] - learner.scaler.mean_) / learner.scaler.std_
     np.testing.assert_allclose(graph.x.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gamil_c_cosine_schedule_decays_to_one_percent(tiny: Split) -> None:
+    learner = _learner(
+        GamilCLearner,
+        tiny,
+        {"epochs": 3, "lr": 1e-2, "hidden": 16, "heads": 2, "pool_heads": 1, "proj_dim": 8},
+    )
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    rates = []
+    for _ in range(3):
+        learner.train_epoch()
+        rates.append(learner.optimizer.param_groups[0]["lr"])
+    assert rates[0] < 1e-2 and rates[-1] == pytest.approx(1e-4)
+    with pytest.raises(MimlTuneError, match=r"schedule"):
+        GamilCLearner({"schedule": "step"}, n_features=3, n_labels=2)

@@ -22,6 +22,7 @@ from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
 
 POOLINGS = ("attention", "mean")
+SCHEDULES = ("cosine", "constant")
 LOSSES = ("focal", "bce")
 _PREDICT_BATCH = 256
 
@@ -70,6 +71,7 @@ class GamilCLearner(Learner):
         "max_row_mass": 1.0,
         "proj_dim": 128,
         "feature_mask": 0.2,
+        "schedule": "cosine",
     }
 
     def validate(self) -> None:
@@ -89,6 +91,7 @@ class GamilCLearner(Learner):
             check.boolean(key)
         check.choice("pooling", POOLINGS)
         check.choice("loss", LOSSES)
+        check.choice("schedule", SCHEDULES)
         if c["hidden"] % c["heads"] != 0:
             raise MimlTuneError(
                 f"model 'gamil_c': hidden must be divisible by heads (each attention head gets "
@@ -139,6 +142,15 @@ class GamilCLearner(Learner):
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"])
         )
+        # Cosine decay to 1% of lr over the configured epochs: the last epoch, which is what the
+        # search scores, is then a settled model rather than one snapshot of a noisy trajectory.
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=max(1, int(c["epochs"])), eta_min=0.01 * float(c["lr"])
+            )
+            if c["schedule"] == "cosine"
+            else None
+        )
         self.epoch = 0
 
     def encode(self, bags: Sequence[np.ndarray]) -> list[Data]:
@@ -171,6 +183,8 @@ class GamilCLearner(Learner):
                 self.optimizer.step()
                 total += value * len(indices)
                 seen += len(indices)
+        if self.scheduler is not None and self.epoch <= int(c["epochs"]):
+            self.scheduler.step()
         return total / seen
 
     def _batch_loss(self, batch: Batch, y: Tensor) -> Tensor:

@@ -1,0 +1,161 @@
+"""End to end: the real CLI, real local Ray, a real sqlite MLflow store, the real Birds data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+# Small but real: GAMIL-C with settings that learn in a few epochs, searched over lr and K.
+TEST_SPACE = {
+    "name": "birds-small",
+    "description": "test space",
+    "model": "gamil_c",
+    "dataset": "birds",
+    "metric": "average_precision",
+    "mode": "max",
+    "cv": {"folds": 3, "repeats": 1},
+    "holdout": 0.2,
+    "seed": 0,
+    "budget": {"trials": 4, "max_epochs": 12},
+    "scheduler": {"name": "asha", "grace_period": 4, "reduction_factor": 2},
+    "sampler": "tpe",
+    "params": {
+        "lr": [5.0e-3, 3.0e-3],
+        "k": [3, 5],
+        "epochs": 12,
+        "batch_size": 32,
+        "hidden": 128,
+        "heads": 4,
+        "beta": 0.1,
+    },
+}
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short temporary folder (Ray's socket paths must stay short) used as HOME and TMPDIR."""
+    path = Path(tempfile.mkdtemp(prefix="mt", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HOME=str(workdir),
+        TMPDIR=str(workdir),
+        RAY_USAGE_STATS_ENABLED="0",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _cli(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", *args],
+        cwd=workdir,
+        env=_env(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"miml-tune {' '.join(args)} timed out; stderr tail: {err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
+    space = workdir / "space.yaml"
+    space.write_text(yaml.safe_dump(TEST_SPACE))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = _cli(workdir, "launch", "--space", str(space), "--tracking-uri", uri, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert "trials 4/4" in result.stderr  # the live progress line
+
+    assert summary["trials"]["total"] == 4
+    assert summary["trials"]["completed"] >= 1
+    assert summary["trials"]["error"] == 0
+    assert set(summary["best"]["config"]) >= {"lr", "k", "hidden"}
+    bags = summary["bags"]
+    assert bags["development"] + bags["holdout"] == 257 and abs(bags["holdout"] - 51) <= 1
+    best_ap = summary["best"]["metrics"]["average_precision"]["mean"]
+    peer_ap = summary["peer"]["metrics"]["average_precision"]["mean"]
+    assert best_ap > peer_ap, (best_ap, peer_ap)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("birds-small")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("miml_tune.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("miml_tune.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["seed"] == "0"
+    assert parent.data.tags["miml_tune.dataset_fingerprint"] == summary["dataset_fingerprint"]
+    assert parent.data.tags["miml_tune.version"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"space.yaml", "best_config.json", "leaderboard.csv", "best.json"} <= artifacts
+    board = Path(client.download_artifacts(parent.info.run_id, "leaderboard.csv")).read_text()
+    assert len(board.strip().splitlines()) == 5
+    statuses = set()
+    for child in children:
+        assert child.info.status == "FINISHED", child.data.tags
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        statuses.add(child.data.tags["miml_tune.status"])
+        history = client.get_metric_history(child.info.run_id, "average_precision")
+        steps = sorted(m.step for m in history)
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert "average_precision_std" in child.data.metrics
+        assert child.data.params["hidden"] == "128"
+    assert statuses <= {"completed", "pruned"} and "completed" in statuses
+
+    again = _cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["best"] == summary["best"]
+    text = _cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri)
+    assert "average_precision ↑" in text.stdout and "bag_mean_linear" in text.stdout
+
+
+def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> None:
+    space = dict(TEST_SPACE, name="diverge")
+    # lr 1e9 makes the loss non-finite within the first epoch; 1e-3 trains normally.
+    space["params"] = dict(TEST_SPACE["params"], lr=[1.0e9, 1.0e-3], k=3, epochs=2)
+    space["budget"] = {"trials": 3, "max_epochs": 2}
+    space["sampler"] = "random"
+    path = workdir / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = _cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("diverge")
+    runs = client.search_runs([experiment.experiment_id])
+    failed = [r for r in runs if r.data.tags.get("miml_tune.status") == "error"]
+    assert failed, "lr=1e9 should have diverged in at least one trial"
+    assert all(r.info.status == "FAILED" for r in failed)
+    assert all("loss" in r.data.tags["miml_tune.error"] for r in failed)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    if any(r.data.params.get("lr") == "0.001" for r in runs):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads(result.stdout)["trials"]["error"] == len(failed)
