@@ -1,0 +1,143 @@
+"""The command line: bad input is one line and exit status 2 with nothing written; listings work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuner.cli import main
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+ARFF_HEAD = """@relation t
+@attribute id {b1,b2}
+@attribute bag relational
+  @attribute f0 numeric
+  @attribute f1 numeric
+@end bag
+@attribute l0 {0,1}
+@attribute l1 {0,1}
+@data
+"""
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    (tmp / "notes.arff").write_text("this is just text\nnot an ARFF file\n")
+    (tmp / "nan.arff").write_text(ARFF_HEAD + 'b1,"1,2\\n3,?",1,0\nb2,"1,2",0,1\n')
+    (tmp / "empty.arff").write_text(ARFF_HEAD + 'b1,"",1,0\nb2,"1,2",0,1\n')
+    (tmp / "typo.yaml").write_text(
+        "name: t\nmodel: gamil_c\ndataset: birds\nmetric: average_precision\n"
+        "params: {lr: [0.001]}\nbudjet: {trials: 2}\n"
+    )
+    launch = ["launch", "--space", "birds"]
+    return {
+        "missing file": ([*launch, "--data", "nowhere.arff"], r"nowhere.arff"),
+        "not an ARFF": ([*launch, "--data", "notes.arff"], r"notes.arff"),
+        "NaN feature": ([*launch, "--data", "nan.arff"], r"nan.arff.*b1"),
+        "empty bag": ([*launch, "--data", "empty.arff"], r"empty.arff.*b1"),
+        "unknown space": (["launch", "--space", "bird"], r"unknown space 'bird'; shipped spaces"),
+        "space typo": (["launch", "--space", "typo.yaml"], r"typo.yaml: unknown key 'budjet'"),
+        "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer >= 1"),
+        "negative gpus": ([*launch, "--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0"),
+        "bad sampler": ([*launch, "--sampler", "grid"], r"unknown sampler 'grid'"),
+        "bad option": ([*launch, "--trails", "3"], r"No such option .--trails.\. Did you mean .--trials."),
+        "bad int": ([*launch, "--trials", "many"], r"'many' is not a valid integer"),
+        "unknown dataset": (["data", "info", "imagenet"], r"unknown dataset 'imagenet'"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing file",
+        "not an ARFF",
+        "NaN feature",
+        "empty bag",
+        "unknown space",
+        "space typo",
+        "negative trials",
+        "negative gpus",
+        "bad sampler",
+        "bad option",
+        "bad int",
+        "unknown dataset",
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    argv, pattern = _bad_inputs(in_tmp)[case]
+    before = set(in_tmp.iterdir())
+    code, out, err = _run(argv, capsys)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert set(in_tmp.iterdir()) == before, "bad input must not create files (no mlflow.db)"
+
+
+def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["spaces"], capsys)
+    assert code == 0
+    header, *rows = out.strip().splitlines()
+    assert header.split()[:5] == ["space", "model", "dataset", "params", "grid"]
+    birds = next(r for r in rows if r.startswith("birds "))
+    assert birds.split()[1:4] == ["gamil_c", "birds", "12"]
+    code, out, _ = _run(["spaces", "show", "birds"], capsys)
+    assert code == 0 and "metric: average_precision" in out
+
+
+def test_data_info_describes_birds(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["data", "info", "birds", "--json"], capsys)
+    assert code == 0
+    info = json.loads(out)
+    assert (info["n_bags"], info["n_instances"], info["n_features"], info["n_labels"]) == (
+        257,
+        2062,
+        38,
+        19,
+    )
+    code, text, _ = _run(["data", "info", "birds"], capsys)
+    assert code == 0 and "257" in text and "BRCR" in text
+
+
+def test_best_of_an_unknown_search(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{in_tmp / 'store.db'}"
+    code, _, err = _run(["best", "--name", "nothing", "--tracking-uri", uri], capsys)
+    assert code == 2
+    assert "no search named 'nothing'" in err
+
+
+def test_unreachable_tracking_server(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(
+        ["launch", "--space", "birds", "--tracking-uri", "http://127.0.0.1:9", "--trials", "1"],
+        capsys,
+    )
+    assert code == 2
+    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in err
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["--version"], capsys)
+    assert code == 0 and "version" in out
+    code, out, _ = _run(["launch", "--help"], capsys)
+    assert code == 0 and "--gpus-per-trial" in out
