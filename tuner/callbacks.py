@@ -144,8 +144,10 @@ class ProgressLine(Callback):
         pruned = is_pruned(last)
         self.status[trial.trial_id] = "pruned" if pruned else "done"
         value = last.get(self.metric, math.nan)
-        if not pruned and isinstance(value, (int, float)) and (
-            math.isnan(self.best) or is_better(self.metric, float(value), self.best)
+        if (
+            not pruned
+            and isinstance(value, (int, float))
+            and (math.isnan(self.best) or is_better(self.metric, float(value), self.best))
         ):
             self.best = float(value)
         self._show(force=True)
@@ -164,7 +166,9 @@ class ProgressLine(Callback):
             self.stream.flush()
 
     def line(self) -> str:
-        counts = {k: list(self.status.values()).count(k) for k in ("running", "done", "pruned", "failed")}
+        counts = {
+            k: list(self.status.values()).count(k) for k in ("running", "done", "pruned", "failed")
+        }
         elapsed = int(time.monotonic() - self.started)
         best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
         return (

@@ -36,8 +36,13 @@ def cli() -> None:
 @click.option("--cv-repeats", type=int, help="Repeats of the K-fold CV.")
 @click.option("--concurrency", type=int, help="Trials at once [CPUs / cpus-per-trial].")
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
-@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True,
-              help="GPUs per trial; fractions pack trials on one GPU.")
+@click.option(
+    "--gpus-per-trial",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="GPUs per trial; fractions pack trials on one GPU.",
+)
 @click.option("--seed", type=int, help="Seed of the sampler, the splits and the models.")
 @click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
 @click.option("--scheduler", type=str, help="asha | fifo")
@@ -67,7 +72,14 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
 
 
 def _check_counts(options: dict[str, Any]) -> None:
-    rules = {"trials": 1, "max_epochs": 1, "cv_folds": 2, "cv_repeats": 1, "concurrency": 1, "seed": 0}
+    rules = {
+        "trials": 1,
+        "max_epochs": 1,
+        "cv_folds": 2,
+        "cv_repeats": 1,
+        "concurrency": 1,
+        "seed": 0,
+    }
     for key, low in rules.items():
         value = options.get(key)
         if value is not None and value < low:
@@ -113,7 +125,9 @@ def spaces(ctx: click.Context) -> None:
     header = ("space", "model", "dataset", "params", "grid", "description")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     for row in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        click.echo(
+            "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
+        )
 
 
 @spaces.command("show")

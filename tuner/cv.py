@@ -55,9 +55,7 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
             f"holdout {fraction} of {n} bags leaves {n_holdout} for the holdout and "
             f"{n - n_holdout} for development; use more data or holdout 0"
         )
-    splitter = MultilabelStratifiedShuffleSplit(
-        n_splits=1, test_size=n_holdout, random_state=seed
-    )
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_holdout, random_state=seed)
     dev, hold = next(splitter.split(np.zeros((n, 1)), labels))
     return np.sort(dev), np.sort(hold)
 

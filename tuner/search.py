@@ -62,6 +62,15 @@ class LaunchOptions:
             )
 
 
+def _quiet_libraries() -> None:
+    """Keeps the terminal for miml-tune's own lines: libraries' start-up chatter goes."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _valid_name(name: str) -> bool:
     return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "-_." for c in name)
 
@@ -97,7 +106,9 @@ def scheduler_for(spec: SearchSpec) -> Any:
     )
 
 
-def prepare_data(spec: SearchSpec, data: str | None) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset]:
+def prepare_data(
+    spec: SearchSpec, data: str | None
+) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset]:
     """Loads the space's dataset and splits it: ``(full, development, holdout)``."""
     full = load_dataset(spec.dataset, data=data)
     if full.n_bags < spec.cv_folds * 2:
@@ -116,6 +127,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     """
     options = options or LaunchOptions()
     options.validate()
+    _quiet_libraries()
     name = options.name or spec.name
     started = time.monotonic()
     full, dev, holdout = prepare_data(spec, options.data)
@@ -153,7 +165,9 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     try:
         results = _fit(spec, dev, protocol, run_dir, trial_runs, options)
         board = leaderboard(results, spec.metric)
-        summary = _summary(spec, name, full, dev, holdout, board, peer, uri, experiment_id, parent_id)
+        summary = _summary(
+            spec, name, full, dev, holdout, board, peer, uri, experiment_id, parent_id
+        )
         summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
         _log_parent_end(mlflow, parent_id, summary, board)
         mlflow.set_terminated(parent_id, "FINISHED")
@@ -188,8 +202,12 @@ def _fit(
     from tuner.callbacks import ProgressLine
 
     if not ray.is_initialized():
+        # An embedded cluster keeps Ray's default token authentication; saying so explicitly
+        # only silences the start-up notice that it is on.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(
             address="local",
+            _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
@@ -220,7 +238,9 @@ def _fit(
             num_samples=spec.trials,
             max_concurrent_trials=concurrency,
             reuse_actors=True,
-            **({"metric": spec.metric, "mode": spec.mode} if spec.scheduler == "fifo" else {}),
+            # ASHA carries metric and mode itself; Tune refuses them twice.
+            metric=spec.metric if spec.scheduler == "fifo" else None,
+            mode=spec.mode if spec.scheduler == "fifo" else None,
         ),
         run_config=tune.RunConfig(
             name=run_dir.name,

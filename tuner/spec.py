@@ -134,7 +134,7 @@ class SearchSpec:
         return {**self.fixed, **{k: d.to_tune() for k, d in self.params.items()}}
 
     def with_overrides(self, **overrides: Any) -> SearchSpec:
-        """A copy with command-line overrides applied (``None`` values are ignored), re-validated."""
+        """A copy with command-line overrides (``None`` values ignored), validated again."""
         changes = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
@@ -250,7 +250,7 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
         if not isinstance(block, dict):
             raise MimlTuneError(f"{source}: {section} must be a mapping, got {block!r}")
         _check_keys(block, dict.fromkeys(keys, ""), source, f"{section}.")
-        for key, value in block.items():
+        for key in block:
             kind: type | tuple[type, ...] = (
                 str if key == "name" else (int, float) if key == "reduction_factor" else int
             )
@@ -282,7 +282,9 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
-def _check_keys(block: Mapping[str, Any], allowed: Mapping[str, str], source: str, prefix: str) -> None:
+def _check_keys(
+    block: Mapping[str, Any], allowed: Mapping[str, str], source: str, prefix: str
+) -> None:
     for key in block:
         if key not in allowed:
             raise MimlTuneError(
@@ -319,7 +321,9 @@ def _parse_domain(value: Any, source: str, where: str) -> Domain | None:
     if kind == "int" and not all(isinstance(b, int) for b in body):
         raise MimlTuneError(f"{source}: {where}.int bounds must be integers, got {body!r}")
     if not low < high:
-        raise MimlTuneError(f"{source}: {where}.{kind} is empty: low {low} must be below high {high}")
+        raise MimlTuneError(
+            f"{source}: {where}.{kind} is empty: low {low} must be below high {high}"
+        )
     if kind == "loguniform" and low <= 0:
         raise MimlTuneError(f"{source}: {where}.loguniform needs low > 0, got {low}")
     return Domain(kind, (low, high))
@@ -428,7 +432,7 @@ def _check_value_type(source: str, key: str, value: Any, default: Any) -> None:
         expected = (str,)
     else:
         return
-    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+    if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise MimlTuneError(
             f"{source}: params.{key} must be {_type_name(expected)} "
             f"(like the default {default!r}), got {value!r}"

@@ -27,7 +27,7 @@ SUMMARY_ARTIFACT = "best.json"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory."""
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working folder."""
     chosen = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not chosen:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
@@ -105,9 +105,9 @@ def numeric_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def log_metrics(mlflow_client: Any, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-    from mlflow.entities import Metric
-
     import time
+
+    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     batch = [Metric(k, v, now, step) for k, v in metrics.items()]

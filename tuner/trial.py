@@ -55,7 +55,7 @@ class CVResult:
 
 
 def trial_epochs(config: Mapping[str, Any], max_epochs: int, default: int) -> int:
-    """Epochs a configuration trains for: its own ``epochs`` (or the model's), capped by the budget."""
+    """Epochs a configuration trains: its own ``epochs`` (or the model's), capped by the budget."""
     return max(1, min(int(config.get("epochs", default)), max_epochs))
 
 
@@ -91,7 +91,10 @@ def run_cv(
     learner_cls = resolve_learner(model)
     if "epochs" in learner_cls.defaults:
         # Learners that schedule their learning rate over their epochs must know the real count.
-        config = {**config, "epochs": trial_epochs(config, max_epochs, learner_cls.defaults["epochs"])}
+        config = {
+            **config,
+            "epochs": trial_epochs(config, max_epochs, learner_cls.defaults["epochs"]),
+        }
     folds = protocol.splits(data.labels)
     learners = []
     validation = []
@@ -125,7 +128,8 @@ def run_cv(
                 ) from None
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"fold {fold.key}, epoch {epoch}: training loss is {loss}; config {dict(config)}"
+                    f"fold {fold.key}, epoch {epoch}: training loss is {loss}; "
+                    f"config {dict(config)}"
                 )
             losses.append(loss)
             scores = learner.predict(encoded)

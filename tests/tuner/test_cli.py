@@ -55,7 +55,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer >= 1"),
         "negative gpus": ([*launch, "--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0"),
         "bad sampler": ([*launch, "--sampler", "grid"], r"unknown sampler 'grid'"),
-        "bad option": ([*launch, "--trails", "3"], r"No such option .--trails.\. Did you mean .--trials."),
+        "bad option": (
+            [*launch, "--trails", "3"],
+            r"No such option .--trails.\. Did you mean .--trials.",
+        ),
         "bad int": ([*launch, "--trials", "many"], r"'many' is not a valid integer"),
         "unknown dataset": (["data", "info", "imagenet"], r"unknown dataset 'imagenet'"),
     }

@@ -57,7 +57,7 @@ class Learner(abc.ABC):
         self.device = torch.device(device)
         self.validate()
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # noqa: B027 (optional hook, no checks by default)
         """Checks the hyper-parameter values in :attr:`config`.
 
         Called at the end of ``__init__``. Subclasses raise :class:`~tuner.errors.MimlTuneError`
@@ -80,7 +80,7 @@ class Learner(abc.ABC):
 
     @abc.abstractmethod
     def encode(self, bags: Sequence[np.ndarray]) -> Any:
-        """Applies the fitted preprocessing to bags to be predicted (done once, reused each epoch)."""
+        """Applies the fitted preprocessing to bags to predict (done once, reused every epoch)."""
 
     @abc.abstractmethod
     def train_epoch(self) -> float:
