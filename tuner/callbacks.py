@@ -178,12 +178,17 @@ class ProgressLine(Callback):
         )
 
     def _show(self, force: bool = False) -> None:
+        """On a terminal, rewrites the line every second; in a log, writes a line when the counts
+        change (at most every 5 s) and otherwise once a minute."""
         now = time.monotonic()
-        if not force and now - self._printed < (self.every if self._tty else 30 * self.every):
-            return
         text = self.line()
-        if not self._tty and text.split(" | ")[0] == self._last_line.split(" | ")[0] and not force:
-            return
+        if not force:
+            since = now - self._printed
+            if self._tty and since < self.every:
+                return
+            same = text.split(" | ")[0] == self._last_line.split(" | ")[0]
+            if not self._tty and since < (60 * self.every if same else 5 * self.every):
+                return
         self._printed = now
         self._last_line = text
         self.stream.write(f"\r{text}" if self._tty else f"{text}\n")
