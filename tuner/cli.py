@@ -15,7 +15,6 @@ for _name, _value in (
     ("RAY_USAGE_STATS_ENABLED", "0"),
     ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ("RAY_AIR_NEW_OUTPUT", "0"),
-    ("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1"),
 ):
     os.environ.setdefault(_name, _value)
 
