@@ -1,0 +1,74 @@
+"""Wall time and peak memory of ``miml-tune launch`` (the driver plus every Ray process it starts).
+
+Peak memory is sampled every 0.5 s as the summed resident set size (RSS) of the driver's whole
+process tree and, separately, its largest single process. Summed RSS counts shared pages once per
+process, so it overstates the true footprint somewhat; it is the number that matters for sizing
+a machine conservatively.
+
+    python bench/launch_resources.py -- --space birds
+    python bench/launch_resources.py -- --space birds --trials 4 --max-epochs 3 --cv-repeats 1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args and args[0] == "--":
+        args = args[1:]
+    workdir = tempfile.mkdtemp(prefix="mtbench", dir="/tmp")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
+    command = [sys.executable, "-m", "tuner.cli", "launch", *args, "--json"]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    root = psutil.Process(proc.pid)
+    peak_total = peak_single = 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        rss = []
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss.append(p.memory_info().rss)
+        peak_total = max(peak_total, sum(rss))
+        peak_single = max(peak_single, max(rss, default=0))
+        time.sleep(0.5)
+    out, err = proc.communicate()
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        print(err[-3000:], file=sys.stderr)
+        sys.exit(proc.returncode)
+    summary = json.loads(out)
+    print(
+        json.dumps(
+            {
+                "command": "miml-tune launch " + " ".join(args),
+                "wall_seconds": round(wall, 1),
+                "peak_rss_process_tree_gib": round(peak_total / 2**30, 2),
+                "peak_rss_largest_process_gib": round(peak_single / 2**30, 2),
+                "trials": summary["trials"],
+                "best_average_precision": summary["best"]["metrics"]["average_precision"],
+                "peer_average_precision": summary["peer"]["metrics"]["average_precision"],
+                "workdir": workdir,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
