@@ -32,14 +32,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k in best["config"]) if best["config"] else 0
     lines += [f"  {k:<{width}}  {v}" for k, v in sorted(best["config"].items())]
-    lines += ["", f"  {'metric':<19}{'best (mean ± std)':<22}{peer['model'] + ' (same folds)':<26}"]
+    lines += ["", f"  {'metric':<21}{'best (mean ± std)':<22}{peer['model'] + ' (same folds)'}"]
     for name in BAG_METRICS:
         if name not in best["metrics"]:
             continue
         arrow = "↑" if mode_of(name) == "max" else "↓"
         lines.append(
-            f"  {name + ' ' + arrow:<19}{_cell(best['metrics'][name]):<22}"
-            f"{_cell(peer['metrics'].get(name)):<26}"
+            f"  {name + ' ' + arrow:<21}{_cell(best['metrics'][name]):<22}"
+            f"{_cell(peer['metrics'].get(name))}"
         )
     mlflow = summary["mlflow"]
     lines += [

@@ -89,3 +89,9 @@ def test_schedulers_follow_the_space() -> None:
     assert isinstance(asha, ASHAScheduler)
     assert asha._time_attr == "epoch" and asha._max_t == spec.max_epochs
     assert isinstance(scheduler_for(spec.with_overrides(scheduler="fifo")), FIFOScheduler)
+
+
+def test_tpe_startup_scales_with_the_budget() -> None:
+    assert sampler_for("tpe", 0, trials=12)._n_startup_trials == 4
+    assert sampler_for("tpe", 0, trials=200)._n_startup_trials == 10
+    assert sampler_for("tpe", 0, trials=2)._n_startup_trials == 3
