@@ -207,9 +207,11 @@ def _fit(
     from tuner.callbacks import ProgressLine
 
     if not ray.is_initialized():
-        # An embedded cluster keeps Ray's default token authentication; saying so explicitly
-        # only silences the start-up notice that it is on.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # An embedded cluster keeps Ray's default token authentication (Ray writes the token
+        # itself only while RAY_AUTH_MODE is unset); only the notice that it is on goes.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         ray.init(
             address="local",
             _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
