@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Reproduces every figure of BENCHMARKS.md (issue 2). About 75 minutes on 2 CPU cores; run it on
+# an otherwise idle machine, since the wall times are part of the results.
+#   bash bench/run_all.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-bench/out}
+mkdir -p "$out"
+export RAY_USAGE_STATS_ENABLED=0 MLFLOW_DISABLE_TELEMETRY=true
+py=${PYTHON:-python}
+
+# 3. Wall time and peak memory of the default launch; 1. its CV and holdout metrics.
+"$py" bench/launch_resources.py -- --space birds | tee "$out/default_launch.json"
+workdir=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['workdir'])" "$out/default_launch.json")
+"$py" bench/birds_quality.py --name birds --tracking-uri "sqlite:///$workdir/mlflow.db" --out "$out" \
+  | tee "$out/default_quality.md"
+
+# The quick look from the README (issue 2: under 3 minutes on 2 cores).
+"$py" bench/launch_resources.py -- --space birds --trials 4 --max-epochs 3 --cv-repeats 1 \
+  | tee "$out/quick_launch.json"
+
+# 2. Orchestration overhead of a Tune trial against the same CV run called directly.
+"$py" bench/overhead.py | tee "$out/overhead.json"
+
+# 1. A larger budget.
+"$py" bench/birds_quality.py --space birds --trials 36 --max-epochs 40 --name birds-large \
+  --out "$out" | tee "$out/large_quality.md"
