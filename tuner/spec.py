@@ -308,9 +308,9 @@ def _parse_domain(value: Any, source: str, where: str) -> Domain | None:
         )
     kind, body = next(iter(value.items()))
     if kind == "choice":
-        return _parse_domain(list(body) if isinstance(body, list) else body, source, where) or (
-            _raise(f"{source}: {where}.choice must be a list, got {body!r}")
-        )
+        if not isinstance(body, list):
+            raise MimlTuneError(f"{source}: {where}.choice must be a list, got {body!r}")
+        return _parse_domain(body, source, where)
     if (
         not isinstance(body, list)
         or len(body) != 2
@@ -327,10 +327,6 @@ def _parse_domain(value: Any, source: str, where: str) -> Domain | None:
     if kind == "loguniform" and low <= 0:
         raise MimlTuneError(f"{source}: {where}.loguniform needs low > 0, got {low}")
     return Domain(kind, (low, high))
-
-
-def _raise(message: str) -> Domain:
-    raise MimlTuneError(message)
 
 
 def _metric_mode(metric: str, source: str) -> str:
