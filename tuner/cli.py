@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted", err=True)
+    except KeyboardInterrupt as exc:
+        click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}", err=True)
         sys.exit(130)
     sys.exit(0)
 

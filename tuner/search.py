@@ -142,6 +142,8 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     run_dir = storage / name
     _claim_run_dir(run_dir, overwrite=options.overwrite)
     protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed)
+    _start_ray()
+    _check_resources(options)
 
     peer = run_cv(PEER_MODEL, {}, dev, protocol).summary
 
@@ -192,6 +194,46 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         raise
 
 
+def _start_ray() -> None:
+    """Embedded local Ray unless this process is already connected to a cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # An embedded cluster keeps Ray's default token authentication (Ray writes the token
+    # itself only while RAY_AUTH_MODE is unset); only the notice that it is on goes.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+
+
+def _check_resources(options: LaunchOptions) -> None:
+    """A trial that asks for more than any node has would wait forever: refuse it now."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if options.cpus_per_trial > most_cpus:
+        raise MimlTuneError(
+            f"--cpus-per-trial {options.cpus_per_trial:g} exceeds the {most_cpus:g} CPUs of the "
+            "largest Ray node; lower it"
+        )
+    if options.gpus_per_trial > most_gpus:
+        raise MimlTuneError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} but the largest Ray node has "
+            f"{most_gpus:g} GPUs; use a machine or cluster with GPUs, or --gpus-per-trial 0"
+        )
+
+
 def _fit(
     spec: SearchSpec,
     dev: MIMLDataset,
@@ -206,20 +248,6 @@ def _fit(
 
     from tuner.callbacks import ProgressLine
 
-    if not ray.is_initialized():
-        # An embedded cluster keeps Ray's default token authentication (Ray writes the token
-        # itself only while RAY_AUTH_MODE is unset); only the notice that it is on goes.
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-            logging.ERROR
-        )
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
     cpus = float(ray.cluster_resources().get("CPU", 1))
     concurrency = spec.concurrency or max(1, int(cpus // options.cpus_per_trial))
     trainable = tune.with_resources(
@@ -260,7 +288,17 @@ def _fit(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         ),
     )
-    return tuner.fit()
+    results = tuner.fit()
+    analysis = getattr(results, "_experiment_analysis", None)  # Tune's Trial objects
+    unfinished = [
+        t for t in getattr(analysis, "trials", []) if t.status not in ("TERMINATED", "ERROR")
+    ]
+    if unfinished or len(results) < spec.trials:
+        # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
+        raise KeyboardInterrupt(
+            f"search interrupted with {len(results) - len(unfinished)} of {spec.trials} trials done"
+        )
+    return results
 
 
 def leaderboard(results: Any, metric: str) -> list[dict[str, Any]]:
