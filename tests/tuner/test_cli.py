@@ -144,3 +144,28 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "version" in out
     code, out, _ = _run(["launch", "--help"], capsys)
     assert code == 0 and "--gpus-per-trial" in out
+
+
+@pytest.mark.slow
+def test_trials_that_could_never_be_scheduled_are_refused(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    uri = f"sqlite:///{in_tmp / 'store.db'}"
+    try:
+        code, _, err = _run(
+            ["launch", "--space", "birds", "--tracking-uri", uri, "--cpus-per-trial", "64"], capsys
+        )
+        assert code == 2
+        assert "--cpus-per-trial 64 exceeds the" in err and len(err.strip().splitlines()) == 1
+        if ray.cluster_resources().get("GPU", 0) == 0:
+            code, _, err = _run(
+                ["launch", "--space", "birds", "--tracking-uri", uri, "--gpus-per-trial", "0.5"],
+                capsys,
+            )
+            assert code == 2
+            assert "--gpus-per-trial 0.5 but the largest Ray node has 0 GPUs" in err
+    finally:
+        ray.shutdown()
+    assert not (in_tmp / "store.db").exists(), "nothing may be written to MLflow"
