@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import SHARED_DATA
+
 pytestmark = pytest.mark.slow
 
 # Small but real: GAMIL-C with settings that learn in a few epochs, searched over lr and K.
@@ -145,9 +147,18 @@ def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> No
     path = workdir / "space.yaml"
     path.write_text(yaml.safe_dump(space))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    result = _cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json")
+    # Through --data when the shared copy of the Birds file is there (same bags as the bundled).
+    shared = SHARED_DATA / "miml" / "birds.arff"
+    data = ["--data", str(shared)] if shared.is_file() else []
+    result = _cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json", *data)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
+    if data:
+        parent = summary["mlflow"]["parent_run_id"]
+        from mlflow.tracking import MlflowClient
+
+        source = MlflowClient(tracking_uri=uri).get_run(parent).data.params["dataset_source"]
+        assert source == str(shared.resolve())
     assert summary["trials"] == {"total": 3, "completed": 2, "pruned": 0, "error": 1}
     assert summary["best"]["config"]["lr"] == 1.0e-3
 
