@@ -73,11 +73,11 @@ class TrialRuns(Callback):
         step = int(result.get("epoch", 0))
         tracking.log_metrics(self.mlflow, run_id, tracking.numeric_metrics(result), step=step)
         folds: dict[str, float] = {}
-        for key, values in result.items():
-            if key.startswith("per_fold/") and isinstance(values, list):
-                for i, value in enumerate(values):
-                    if isinstance(value, (int, float)) and math.isfinite(value):
-                        folds[f"fold{i:02d}.{key.split('/', 1)[1]}"] = float(value)
+        # Callbacks get the result as reported (schedulers and searchers get a flattened copy).
+        for metric, values in (result.get("per_fold") or {}).items():
+            for i, value in enumerate(values):
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    folds[f"fold{i:02d}.{metric}"] = float(value)
         if folds:
             tracking.log_metrics(self.mlflow, run_id, folds, step=step)
         if "device" in result:

@@ -81,9 +81,9 @@ def _check_counts(options: dict[str, Any]) -> None:
     }
     for key, low in rules.items():
         value = options.get(key)
-        if value is not None and value < low:
+        if value is not None and not low <= value < 2**31:
             flag = "--" + key.replace("_", "-")
-            raise MimlTuneError(f"{flag} must be an integer >= {low}, got {value}")
+            raise MimlTuneError(f"{flag} must be an integer in [{low}, 2**31), got {value}")
 
 
 def _emit(summary: dict[str, Any], as_json: bool) -> None:
@@ -166,8 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code if exc.exit_code else 2)
-    except click.Abort:
-        click.echo("error: aborted", err=True)
+    except click.Abort as exc:
+        # click turns a KeyboardInterrupt (Ctrl-C, or an interrupted Tune run) into Abort.
+        cause = exc.__cause__ or exc.__context__
+        reason = f": {cause}" if isinstance(cause, KeyboardInterrupt) and str(cause) else ""
+        click.echo(f"\ninterrupted{reason}", err=True)
         sys.exit(130)
     except KeyboardInterrupt as exc:
         click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}", err=True)

@@ -9,6 +9,7 @@ on the very same folds so that every search result can be read against it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -48,6 +49,11 @@ class LaunchOptions:
     progress: TextIO | None = None
 
     def validate(self) -> None:
+        if not math.isfinite(self.cpus_per_trial) or not math.isfinite(self.gpus_per_trial):
+            raise MimlTuneError(
+                "--cpus-per-trial and --gpus-per-trial must be finite numbers, got "
+                f"{self.cpus_per_trial} and {self.gpus_per_trial}"
+            )
         if self.cpus_per_trial <= 0:
             raise MimlTuneError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial < 0:
@@ -120,7 +126,7 @@ def prepare_data(
         raise MimlTuneError(
             f"dataset {full.name!r} has {full.n_bags} bags, too few for {spec.cv_folds}-fold CV"
         )
-    dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.seed)
+    dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.holdout_seed)
     return full, full.subset(dev_idx), full.subset(hold_idx)
 
 
@@ -128,19 +134,24 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     """Runs a search and returns its summary (what ``miml-tune launch --json`` prints).
 
     Everything that can be checked is checked before anything is written: options, the dataset,
-    the tracking store and the storage folder.
+    the tracking store, the storage folder and the cluster's resources. From the moment the
+    parent run exists, any failure or interruption ends it (and every trial run) as FAILED or
+    KILLED: no run is left RUNNING.
     """
     options = options or LaunchOptions()
     options.validate()
-    _quiet_libraries()
     name = options.name or spec.name
+    if not _valid_name(name):
+        raise MimlTuneError(
+            f"search name {name!r} must be letters, digits, '-', '_' or '.', starting with a "
+            "letter or digit; set --name"
+        )
+    _quiet_libraries()
     started = time.monotonic()
     full, dev, holdout = prepare_data(spec, options.data)
     uri = tracking.resolve_tracking_uri(options.tracking_uri)
     tracking.check_tracking_uri(uri)
-    storage = Path(options.storage or "miml-tune-results").resolve()
-    run_dir = storage / name
-    _claim_run_dir(run_dir, overwrite=options.overwrite)
+    run_dir = _check_storage(Path(options.storage or "miml-tune-results"), name, options.overwrite)
     protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed)
     _start_ray()
     _check_resources(options)
@@ -149,6 +160,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
 
     mlflow = tracking.client(uri)
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
+    _clear_run_dir(run_dir)
     parent = mlflow.create_run(
         experiment_id,
         run_name=f"{name}-search",
@@ -163,13 +175,13 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         },
     )
     parent_id = str(parent.info.run_id)
-    _write_state(run_dir, status="running", parent_run_id=parent_id, tracking_uri=uri)
-    _log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peer)
-
-    from tuner.callbacks import TrialRuns
-
-    trial_runs = TrialRuns(uri, experiment_id, parent_id)
+    trial_runs: Any = None
     try:
+        _write_state(run_dir, status="running", parent_run_id=parent_id, tracking_uri=uri)
+        _log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peer)
+        from tuner.callbacks import TrialRuns
+
+        trial_runs = TrialRuns(uri, experiment_id, parent_id)
         results = _fit(spec, dev, protocol, run_dir, trial_runs, options)
         board = leaderboard(results, spec.metric)
         summary = _summary(
@@ -181,16 +193,23 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         _write_state(run_dir, status="finished", parent_run_id=parent_id, tracking_uri=uri)
         return summary
     except BaseException as exc:
-        trial_runs.close_open_runs()
-        mlflow.set_tag(parent_id, tracking.ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
         interrupted = isinstance(exc, KeyboardInterrupt)
-        mlflow.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
-        _write_state(
-            run_dir,
-            status="interrupted" if interrupted else "failed",
-            parent_run_id=parent_id,
-            tracking_uri=uri,
-        )
+        # Each clean-up step on its own: one failing (the store itself, say) must not keep the
+        # next from ending the runs.
+        with contextlib.suppress(Exception):
+            if trial_runs is not None:
+                trial_runs.close_open_runs()
+        with contextlib.suppress(Exception):
+            mlflow.set_tag(parent_id, tracking.ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
+        with contextlib.suppress(Exception):
+            mlflow.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
+        with contextlib.suppress(Exception):
+            _write_state(
+                run_dir,
+                status="interrupted" if interrupted else "failed",
+                parent_run_id=parent_id,
+                tracking_uri=uri,
+            )
         raise
 
 
@@ -218,6 +237,7 @@ def _start_ray() -> None:
 def _check_resources(options: LaunchOptions) -> None:
     """A trial that asks for more than any node has would wait forever: refuse it now."""
     import ray
+    import torch
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
@@ -231,6 +251,12 @@ def _check_resources(options: LaunchOptions) -> None:
         raise MimlTuneError(
             f"--gpus-per-trial {options.gpus_per_trial:g} but the largest Ray node has "
             f"{most_gpus:g} GPUs; use a machine or cluster with GPUs, or --gpus-per-trial 0"
+        )
+    if options.gpus_per_trial > 0 and len(nodes) == 1 and not torch.cuda.is_available():
+        raise MimlTuneError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} but this torch ({torch.__version__}) "
+            "has no CUDA: install a CUDA build of torch (see the README) or use "
+            "--gpus-per-trial 0"
         )
 
 
@@ -432,6 +458,7 @@ def _log_parent_start(
         "cv_folds": spec.cv_folds,
         "cv_repeats": spec.cv_repeats,
         "holdout": spec.holdout,
+        "holdout_seed": spec.holdout_seed,
         "trials": spec.trials,
         "max_epochs": spec.max_epochs,
         "n_dev_bags": dev.n_bags,
@@ -475,19 +502,42 @@ def leaderboard_csv(board: list[dict[str, Any]], metric: str) -> str:
     return out.getvalue()
 
 
-def _claim_run_dir(run_dir: Path, *, overwrite: bool) -> None:
-    """Refuses to clobber an unfinished search's Tune state unless asked to."""
-    if not run_dir.exists():
-        return
-    state = _read_state(run_dir)
-    if state.get("status") == "finished" or overwrite:
+def _check_storage(storage: Path, name: str, overwrite: bool) -> Path:
+    """The search's Tune folder ``storage/name``, checked; nothing is deleted yet.
+
+    An existing folder is only ever replaced if it is a miml-tune search folder (it holds the
+    state file) that finished, or, with ``--overwrite``, one that did not.
+    """
+    try:
+        storage = storage.expanduser().resolve()
+        if storage.exists() and not storage.is_dir():
+            raise MimlTuneError(f"--storage {storage} is a file; give a folder")
+        storage.mkdir(parents=True, exist_ok=True)
+        if not os.access(storage, os.W_OK):
+            raise MimlTuneError(f"--storage {storage} is not writable; give another folder")
+        run_dir = storage / name
+        if not run_dir.exists():
+            return run_dir
+    except OSError as exc:
+        raise MimlTuneError(f"cannot use --storage {storage}: {exc.strerror or exc}") from None
+    if run_dir.resolve().parent != storage or not (run_dir / STATE_FILE).is_file():
+        raise MimlTuneError(
+            f"{run_dir} exists and is not a miml-tune search folder; choose another --name "
+            "or --storage"
+        )
+    status = _read_state(run_dir).get("status", "unknown")
+    if status != "finished" and not overwrite:
+        raise MimlTuneError(
+            f"an unfinished search named {name!r} exists at {run_dir} (status: {status}); "
+            "pass --overwrite to start it over, or --name to run this one under another name"
+        )
+    return run_dir
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Removes an earlier search's Tune state (checked by :func:`_check_storage`)."""
+    if (run_dir / STATE_FILE).is_file():
         shutil.rmtree(run_dir)
-        return
-    raise MimlTuneError(
-        f"an unfinished search named {run_dir.name!r} exists at {run_dir} "
-        f"(status: {state.get('status', 'unknown')}); pass --overwrite to start it over, "
-        "or --name to run this one under another name"
-    )
 
 
 def _read_state(run_dir: Path) -> dict[str, Any]:

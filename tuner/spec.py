@@ -50,6 +50,7 @@ _TOP_KEYS = {
     "mode": "max or min; must agree with the metric",
     "cv": "{folds, repeats}",
     "holdout": "fraction held out from the search, in [0, 0.5)",
+    "holdout_seed": "seed of the holdout split alone (--seed does not move the holdout)",
     "seed": "integer seed",
     "budget": "{trials, max_epochs, concurrency}",
     "scheduler": "{name, grace_period, reduction_factor}",
@@ -113,6 +114,7 @@ class SearchSpec:
     cv_folds: int = 3
     cv_repeats: int = 5
     holdout: float = 0.2
+    holdout_seed: int = 0
     seed: int = 0
     trials: int = 16
     max_epochs: int = 30
@@ -130,8 +132,25 @@ class SearchSpec:
         return math.prod(d.size for d in self.params.values()) if self.params else 1
 
     def param_space(self) -> dict[str, Any]:
-        """Ray Tune ``param_space``: searched domains plus fixed values."""
-        return {**self.fixed, **{k: d.to_tune() for k, d in self.params.items()}}
+        """Ray Tune ``param_space``: searched domains plus fixed values.
+
+        ``epochs`` choices above the budget's ``max_epochs`` collapse onto it, so the sampler
+        does not spend trials on values that would all train the same number of epochs, and the
+        logged configuration says how long a trial really trained.
+        """
+        params = dict(self.params)
+        fixed = dict(self.fixed)
+        epochs = params.get("epochs")
+        if epochs is not None and epochs.kind == "choice":
+            capped = tuple(dict.fromkeys(min(int(v), self.max_epochs) for v in epochs.values))
+            if len(capped) == 1:
+                del params["epochs"]
+                fixed["epochs"] = capped[0]
+            else:
+                params["epochs"] = Domain("choice", capped)
+        elif isinstance(fixed.get("epochs"), int):
+            fixed["epochs"] = min(fixed["epochs"], self.max_epochs)
+        return {**fixed, **{k: d.to_tune() for k, d in params.items()}}
 
     def with_overrides(self, **overrides: Any) -> SearchSpec:
         """A copy with command-line overrides (``None`` values ignored), validated again."""
@@ -154,6 +173,7 @@ class SearchSpec:
             "mode": self.mode,
             "cv": {"folds": self.cv_folds, "repeats": self.cv_repeats},
             "holdout": self.holdout,
+            "holdout_seed": self.holdout_seed,
             "seed": self.seed,
             "budget": {
                 "trials": self.trials,
@@ -237,8 +257,9 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
             settings[key] = get(raw, key, str, "")
     if "holdout" in raw:
         settings["holdout"] = float(get(raw, "holdout", (int, float), ""))
-    if "seed" in raw:
-        settings["seed"] = get(raw, "seed", int, "")
+    for key in ("seed", "holdout_seed"):
+        if key in raw:
+            settings[key] = get(raw, key, int, "")
     for section, keys, names in (
         ("cv", _CV_KEYS, {"folds": "cv_folds", "repeats": "cv_repeats"}),
         ("budget", _BUDGET_KEYS, {k: k for k in _BUDGET_KEYS}),
@@ -268,6 +289,11 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
             fixed[str(key)] = value
         else:
             params[str(key)] = domain
+    if not params:
+        raise MimlTuneError(
+            f"{source}: params fixes every hyper-parameter, so there is nothing to search; give "
+            "at least one a list of choices or a range"
+        )
     spec = SearchSpec(params=params, fixed=fixed, source=source, text=text, **settings)
     if not spec.mode:
         spec = dataclasses.replace(spec, mode=_metric_mode(spec.metric, source))
@@ -351,7 +377,13 @@ def _check_settings(spec: SearchSpec, *, where: str) -> None:
         ("cv.folds", spec.cv_folds, spec.cv_folds >= 2, "an integer >= 2"),
         ("cv.repeats", spec.cv_repeats, spec.cv_repeats >= 1, "an integer >= 1"),
         ("holdout", spec.holdout, 0 <= spec.holdout < 0.5, "a fraction in [0, 0.5)"),
-        ("seed", spec.seed, spec.seed >= 0, "an integer >= 0"),
+        ("seed", spec.seed, 0 <= spec.seed < 2**31, "an integer in [0, 2**31)"),
+        (
+            "holdout_seed",
+            spec.holdout_seed,
+            0 <= spec.holdout_seed < 2**31,
+            "an integer in [0, 2**31)",
+        ),
         ("budget.trials", spec.trials, spec.trials >= 1, "an integer >= 1"),
         ("budget.max_epochs", spec.max_epochs, spec.max_epochs >= 1, "an integer >= 1"),
         (
@@ -403,11 +435,17 @@ def _check_params(spec: SearchSpec) -> None:
             for value in domain.values:
                 _check_value_type(spec.source, key, value, defaults[key])
         else:
-            _check_value_type(spec.source, key, domain.values[0], defaults[key])
+            for bound in domain.values:
+                _check_value_type(spec.source, key, bound, defaults[key])
+            if isinstance(defaults[key], int) and domain.kind != "int":
+                raise MimlTuneError(
+                    f"{spec.source}: params.{key} takes integers; use a list or {{int: [lo, hi]}}"
+                    f", not {domain.kind}"
+                )
     # Let the model reject out-of-range values now rather than in the middle of the search,
     # each value judged beside the fixed ones (hidden=100 is fine with heads=5, not with 8).
     for key, values in [(k, (v,)) for k, v in spec.fixed.items()] + [
-        (k, d.values) for k, d in spec.params.items() if d.kind == "choice"
+        (k, d.values) for k, d in spec.params.items()
     ]:
         for value in values:
             try:

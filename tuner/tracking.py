@@ -33,6 +33,9 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if "://" not in chosen:  # a bare path: a sqlite file
         return f"sqlite:///{Path(chosen).resolve()}"
+    if chosen.startswith("sqlite:///") and not chosen.startswith("sqlite:////"):
+        # sqlite:///mlflow.db is relative to the working folder; pin it down once.
+        return f"sqlite:///{Path(chosen[len('sqlite:///') :]).resolve()}"
     return chosen
 
 
@@ -51,9 +54,18 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
                 "another --tracking-uri"
             ) from None
     elif scheme == "sqlite":
-        folder = Path(uri.split("sqlite:///", 1)[-1]).parent
-        if not folder.is_dir():
-            raise MimlTuneError(f"tracking store folder {folder} does not exist (from {uri})")
+        path = Path(uri.split("sqlite:///", 1)[-1])
+        if path.is_dir():
+            raise MimlTuneError(f"tracking store {uri} is a folder; give a sqlite file path")
+        if not path.parent.is_dir():
+            raise MimlTuneError(f"tracking store folder {path.parent} does not exist (from {uri})")
+        if not os.access(path.parent, os.W_OK):
+            raise MimlTuneError(f"tracking store folder {path.parent} is not writable ({uri})")
+    elif scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        raise MimlTuneError(
+            f"MLflow 3 refuses the file store {uri}; use sqlite:///PATH (or set "
+            "MLFLOW_ALLOW_FILE_STORE=true)"
+        )
     elif scheme not in ("file", "databricks", "postgresql", "mysql", "mssql"):
         raise MimlTuneError(
             f"unsupported tracking URI {uri!r}; use sqlite:///PATH, http(s)://HOST:PORT or "
@@ -68,7 +80,20 @@ def client(uri: str) -> Any:
 
 
 def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
-    """Id of the experiment ``name``, created (artifacts beside a sqlite store) if needed."""
+    """Id of the experiment ``name``, created (artifacts beside a sqlite store) if needed.
+
+    This is the first use of the store, so a store that cannot be opened fails here, in one line.
+    """
+    try:
+        return _ensure_experiment(mlflow_client, name, uri)
+    except MimlTuneError:
+        raise
+    except Exception as exc:  # MlflowException, a missing database driver, SQLAlchemy errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MimlTuneError(f"cannot use the MLflow tracking store {uri}: {first}") from None
+
+
+def _ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
@@ -133,6 +158,8 @@ def trial_error_message(trial: Any) -> str:
 
 def read_summary(name: str, uri: str) -> dict[str, Any]:
     """The summary of the latest finished search named ``name`` (what ``launch`` printed)."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise MimlTuneError(f"no MLflow store at {uri}; run a search first or pass --tracking-uri")
     mlflow_client = client(uri)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None:

@@ -40,6 +40,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "notes.arff").write_text("this is just text\nnot an ARFF file\n")
     (tmp / "nan.arff").write_text(ARFF_HEAD + 'b1,"1,2\\n3,?",1,0\nb2,"1,2",0,1\n')
     (tmp / "empty.arff").write_text(ARFF_HEAD + 'b1,"",1,0\nb2,"1,2",0,1\n')
+    (tmp / "keep").mkdir(exist_ok=True)
     (tmp / "typo.yaml").write_text(
         "name: t\nmodel: gamil_c\ndataset: birds\nmetric: average_precision\n"
         "params: {lr: [0.001]}\nbudjet: {trials: 2}\n"
@@ -52,7 +53,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "empty bag": ([*launch, "--data", "empty.arff"], r"empty.arff.*b1"),
         "unknown space": (["launch", "--space", "bird"], r"unknown space 'bird'; shipped spaces"),
         "space typo": (["launch", "--space", "typo.yaml"], r"typo.yaml: unknown key 'budjet'"),
-        "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer >= 1"),
+        "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer in \[1, "),
         "negative gpus": ([*launch, "--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0"),
         "bad sampler": ([*launch, "--sampler", "grid"], r"unknown sampler 'grid'"),
         "bad option": (
@@ -61,6 +62,18 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "bad int": ([*launch, "--trials", "many"], r"'many' is not a valid integer"),
         "unknown dataset": (["data", "info", "imagenet"], r"unknown dataset 'imagenet'"),
+        "nan cpus": ([*launch, "--cpus-per-trial", "nan"], r"must be finite numbers"),
+        "huge seed": ([*launch, "--seed", str(2**40)], r"--seed must be an integer in \[0, "),
+        "file store": (
+            [*launch, "--tracking-uri", "file:///tmp/mlruns"],
+            r"MLflow 3 refuses the file store",
+        ),
+        "store is a folder": ([*launch, "--tracking-uri", str(tmp)], r"is a folder; give a sqlite"),
+        "storage is a file": ([*launch, "--storage", "notes.arff"], r"--storage .* is a file"),
+        "foreign folder": (
+            [*launch, "--storage", str(tmp), "--name", "keep", "--overwrite"],
+            r"keep exists and is not a miml-tune search folder",
+        ),
     }
 
 
@@ -79,6 +92,12 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "bad option",
         "bad int",
         "unknown dataset",
+        "nan cpus",
+        "huge seed",
+        "file store",
+        "store is a folder",
+        "storage is a file",
+        "foreign folder",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -127,7 +146,13 @@ def test_best_of_an_unknown_search(in_tmp: Path, capsys: pytest.CaptureFixture[s
     uri = f"sqlite:///{in_tmp / 'store.db'}"
     code, _, err = _run(["best", "--name", "nothing", "--tracking-uri", uri], capsys)
     assert code == 2
-    assert "no search named 'nothing'" in err
+    assert "no MLflow store at" in err and not (in_tmp / "store.db").exists()
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=uri).create_experiment("other")
+    code, _, err = _run(["best", "--name", "nothing", "--tracking-uri", uri], capsys)
+    assert code == 2
+    assert "no search named 'nothing'" in err and "searches there: other" in err
 
 
 def test_unreachable_tracking_server(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,26 +171,10 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "--gpus-per-trial" in out
 
 
-@pytest.mark.slow
-def test_trials_that_could_never_be_scheduled_are_refused(
-    in_tmp: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import ray
+def test_relative_sqlite_uri_is_pinned_to_the_working_folder(in_tmp: Path) -> None:
+    from tuner.tracking import resolve_tracking_uri
 
-    uri = f"sqlite:///{in_tmp / 'store.db'}"
-    try:
-        code, _, err = _run(
-            ["launch", "--space", "birds", "--tracking-uri", uri, "--cpus-per-trial", "64"], capsys
-        )
-        assert code == 2
-        assert "--cpus-per-trial 64 exceeds the" in err and len(err.strip().splitlines()) == 1
-        if ray.cluster_resources().get("GPU", 0) == 0:
-            code, _, err = _run(
-                ["launch", "--space", "birds", "--tracking-uri", uri, "--gpus-per-trial", "0.5"],
-                capsys,
-            )
-            assert code == 2
-            assert "--gpus-per-trial 0.5 but the largest Ray node has 0 GPUs" in err
-    finally:
-        ray.shutdown()
-    assert not (in_tmp / "store.db").exists(), "nothing may be written to MLflow"
+    assert resolve_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{in_tmp / 'mlflow.db'}"
+    assert resolve_tracking_uri("runs.db") == f"sqlite:///{in_tmp / 'runs.db'}"
+    assert resolve_tracking_uri(None) == f"sqlite:///{in_tmp / 'mlflow.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

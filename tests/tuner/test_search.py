@@ -174,3 +174,14 @@ def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> No
     assert "NonFiniteLossError" in failed[0].data.tags["miml_tune.error"]
     assert "loss is nan" in failed[0].data.tags["miml_tune.error"]
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_trials_that_could_never_be_scheduled_are_refused(workdir: Path) -> None:
+    uri = f"sqlite:///{workdir / 'store.db'}"
+    result = _cli(
+        workdir, "launch", "--space", "birds", "--tracking-uri", uri, "--cpus-per-trial", "64"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: --cpus-per-trial 64 exceeds the")
+    assert not (workdir / "store.db").exists(), "nothing may be written to MLflow"

@@ -95,7 +95,13 @@ def test_domains_and_defaults(tmp_path: Path) -> None:
         ({"params": {"lr": {"loguniform": [0, 0.1]}}}, r"loguniform needs low > 0"),
         ({"params": {"lr": {"between": [0, 1]}}}, r"params.lr must be a scalar, a list"),
         ({"params": {"layers": [2, "three"]}}, r"params.layers must be an integer"),
-        ({"params": {"contrastive": "yes"}}, r"params.contrastive must be true or false"),
+        ({"params": {"lr": [0.1], "contrastive": "yes"}}, r"params.contrastive must be true or"),
+        ({"params": {"lr": 0.1, "hidden": 64}}, r"params fixes every hyper-parameter, so there"),
+        ({"params": {"k": {"uniform": [1, 10]}}}, r"params.k takes integers; use a list or"),
+        ({"params": {"layers": {"int": [0, 4]}}}, r"params.layers: .*layers"),
+        ({"params": {"lr": {"uniform": [0.1, "x"]}}}, r"params.lr.uniform must be \[low, high\]"),
+        ({"seed": 2**40}, r"seed must be an integer in \[0, 2\*\*31\)"),
+        ({"holdout_seed": -1}, r"holdout_seed must be an integer in \[0, 2\*\*31\)"),
         ({"params": {"pooling": ["max"]}}, r"params.pooling: .*pooling"),
         ({"params": {}}, r"params must be a non-empty mapping"),
         ({"metric": "accuracy"}, r"unknown metric 'accuracy'; metrics: "),
@@ -143,6 +149,20 @@ def test_overrides_are_validated() -> None:
         spec.with_overrides(trials=-1)
     with pytest.raises(MimlTuneError, match=r"unknown sampler 'annealing'"):
         spec.with_overrides(sampler="annealing")
+
+
+def test_epochs_choices_collapse_onto_the_budget() -> None:
+    spec = load_space("birds")
+    assert list(spec.params["epochs"].values) == [20, 30, 40]
+    assert spec.param_space()["epochs"].categories == [20, 30]  # budget.max_epochs 30
+    assert spec.with_overrides(max_epochs=40).param_space()["epochs"].categories == [20, 30, 40]
+    assert spec.with_overrides(max_epochs=3).param_space()["epochs"] == 3
+
+
+def test_holdout_seed_is_separate_from_the_search_seed() -> None:
+    spec = load_space("birds")
+    assert (spec.seed, spec.holdout_seed) == (0, 0)
+    assert spec.with_overrides(seed=5).holdout_seed == 0
 
 
 def test_effective_space_round_trips(tmp_path: Path) -> None:
