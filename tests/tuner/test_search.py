@@ -128,6 +128,8 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
         steps = sorted(m.step for m in history)
         assert steps == list(range(1, len(steps) + 1)) and steps
         assert "average_precision_std" in child.data.metrics
+        if child.data.tags["miml_tune.status"] == "completed":
+            assert {f"fold{i:02d}.average_precision" for i in range(3)} <= child.data.metrics.keys()
         assert child.data.params["hidden"] == "128"
     assert statuses <= {"completed", "pruned"} and "completed" in statuses
 
