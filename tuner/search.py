@@ -156,7 +156,9 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     _start_ray()
     _check_resources(options)
 
+    peer_started = time.monotonic()
     peer = run_cv(PEER_MODEL, {}, dev, protocol).summary
+    timing = {"peer_seconds": round(time.monotonic() - peer_started, 1)}
 
     mlflow = tracking.client(uri)
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
@@ -182,12 +184,15 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         from tuner.callbacks import TrialRuns
 
         trial_runs = TrialRuns(uri, experiment_id, parent_id)
+        search_started = time.monotonic()
         results = _fit(spec, dev, protocol, run_dir, trial_runs, options)
+        timing["search_seconds"] = round(time.monotonic() - search_started, 1)
         board = leaderboard(results, spec.metric)
         summary = _summary(
             spec, name, full, dev, holdout, board, peer, uri, experiment_id, parent_id
         )
         summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+        summary["timing"] = timing
         _log_parent_end(mlflow, parent_id, summary, board)
         mlflow.set_terminated(parent_id, "FINISHED")
         _write_state(run_dir, status="finished", parent_run_id=parent_id, tracking_uri=uri)
@@ -413,6 +418,7 @@ def _summary(
         "best": {
             "trial_id": best["trial_id"],
             "epochs": best["epochs"],
+            "seconds": round(float(best["metrics"].get("time_total_s", math.nan)), 1),
             "config": best["config"],
             "metrics": _mean_std(best["metrics"]),
         },

@@ -123,7 +123,7 @@ def test_spaces_lists_the_shipped_spaces(capsys: pytest.CaptureFixture[str]) -> 
     header, *rows = out.strip().splitlines()
     assert header.split()[:5] == ["space", "model", "dataset", "params", "grid"]
     birds = next(r for r in rows if r.startswith("birds "))
-    assert birds.split()[1:4] == ["gamil_c", "birds", "12"]
+    assert birds.split()[1:4] == ["gamil_c", "birds", "12"]  # 12 searched parameters
     code, out, _ = _run(["spaces", "show", "birds"], capsys)
     assert code == 0 and "metric: average_precision" in out
 
