@@ -26,6 +26,7 @@ class TrialRuns(Callback):
         self.parent_run_id = parent_run_id
         self.runs: dict[str, str] = {}
         self.last: dict[str, dict[str, Any]] = {}
+        self.devices: set[str] = set()
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -80,7 +81,8 @@ class TrialRuns(Callback):
                     folds[f"fold{i:02d}.{metric}"] = float(value)
         if folds:
             tracking.log_metrics(self.mlflow, run_id, folds, step=step)
-        if "device" in result:
+        if "device" in result and trial.trial_id not in self.devices:
+            self.devices.add(trial.trial_id)
             self.mlflow.set_tag(run_id, "miml_tune.device", str(result["device"]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
