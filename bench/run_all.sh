@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces every figure of BENCHMARKS.md (issue 2). About 75 minutes on 2 CPU cores; run it on
+# Reproduces every figure of BENCHMARKS.md (issue 2). About 60 minutes on 2 CPU cores; run it on
 # an otherwise idle machine, since the wall times are part of the results.
 #   bash bench/run_all.sh [OUT_DIR]
 set -euo pipefail
@@ -23,5 +23,5 @@ workdir=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['workdir
 "$py" bench/overhead.py | tee "$out/overhead.json"
 
 # 1. A larger budget.
-"$py" bench/birds_quality.py --space birds --trials 36 --max-epochs 40 --name birds-large \
+"$py" bench/birds_quality.py --space birds --trials 20 --name birds-large \
   --out "$out" | tee "$out/large_quality.md"
