@@ -518,9 +518,10 @@ def _check_storage(storage: Path, name: str, overwrite: bool) -> Path:
         storage = storage.expanduser().resolve()
         if storage.exists() and not storage.is_dir():
             raise MimlTuneError(f"--storage {storage} is a file; give a folder")
-        storage.mkdir(parents=True, exist_ok=True)
-        if not os.access(storage, os.W_OK):
-            raise MimlTuneError(f"--storage {storage} is not writable; give another folder")
+        # Created only once the search starts; until then check where it would be created.
+        existing = next(p for p in (storage, *storage.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise MimlTuneError(f"--storage {storage} cannot be created or written to")
         run_dir = storage / name
         if not run_dir.exists():
             return run_dir

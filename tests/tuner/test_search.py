@@ -187,3 +187,4 @@ def test_trials_that_could_never_be_scheduled_are_refused(workdir: Path) -> None
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: --cpus-per-trial 64 exceeds the")
     assert not (workdir / "store.db").exists(), "nothing may be written to MLflow"
+    assert not (workdir / "miml-tune-results").exists(), "nor to the storage folder"
