@@ -27,7 +27,7 @@ from tuner import __version__, tracking
 from tuner.cv import holdout_split
 from tuner.data import MIMLDataset, load_dataset
 from tuner.errors import MimlTuneError
-from tuner.metrics import BAG_METRICS, is_better, mode_of
+from tuner.metrics import BAG_METRICS, mode_of
 from tuner.spec import SearchSpec
 from tuner.trial import CVProtocol, run_cv, tune_trainable
 
@@ -559,13 +559,3 @@ def _write_state(run_dir: Path, **state: Any) -> None:
     tmp = run_dir / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=2))
     os.replace(tmp, run_dir / STATE_FILE)
-
-
-def better_than_peer(summary: dict[str, Any]) -> dict[str, bool]:
-    """For each metric, whether the best configuration beats the peer model's fold mean."""
-    best, peer = summary["best"]["metrics"], summary["peer"]["metrics"]
-    return {
-        name: is_better(name, best[name]["mean"], peer[name]["mean"])
-        for name in best
-        if name in peer
-    }
