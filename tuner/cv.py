@@ -88,3 +88,30 @@ def cv_folds(labels: np.ndarray, folds: int, repeats: int, seed: int) -> list[Fo
         for f, (train, validation) in enumerate(splitter.split(np.zeros((n, 1)), labels)):
             out.append(Fold(r, f, np.sort(train), np.sort(validation)))
     return out
+
+
+def hide_labels(labels: np.ndarray, known: float, seed: int) -> np.ndarray:
+    """Simulates partial labels (SARB): each label of each bag stays known with probability
+    ``known`` and is hidden otherwise, independently, from a seeded stream.
+
+    Called on the training part of each fold after the folds are made, so validation and
+    holdout bags always keep their full labels.
+
+    Args:
+        labels: ``(n, L)`` 0/1 array.
+        known: the known-label proportion ``p`` in ``(0, 1]``; 1 hides nothing.
+        seed: random seed.
+
+    Returns:
+        ``(n, L)`` int8 array: 1 known positive, 0 known negative, -1 unknown.
+    """
+    if not 0 < known <= 1:
+        raise MimlTuneError(
+            f"the known-label proportion must be in (0, 1], got {known!r}; "
+            "use e.g. 0.1, 0.5 or 0.9 (1 keeps every label)"
+        )
+    out = np.asarray(labels).astype(np.int8)
+    if known < 1:
+        hidden = np.random.default_rng(seed).random(out.shape) >= known
+        out[hidden] = -1
+    return out

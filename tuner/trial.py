@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuner.cv import Fold, cv_folds
+from tuner.cv import Fold, cv_folds, hide_labels
 from tuner.data import MIMLDataset
 from tuner.learners import resolve_learner
 from tuner.metrics import BAG_METRICS, compute
@@ -39,6 +39,17 @@ class CVProtocol:
     folds: int = 3
     repeats: int = 5
     seed: int = 0
+    known_labels: float = 1.0  # SARB's known-label proportion p; 1 keeps every label
+
+    def training_labels(self, labels: np.ndarray, fold_index: int, partial: bool) -> np.ndarray:
+        """The labels a fold's model trains on: with ``known_labels < 1`` each is hidden with
+        probability ``1 - p`` (seeded per fold, after the folds are made). Learners that take
+        partial labels get -1 for a hidden label, the others a 0 (an unknown label read as
+        absent, the usual baseline of the partial-label literature)."""
+        if self.known_labels >= 1:
+            return labels
+        hidden = hide_labels(labels, self.known_labels, self.seed * 1000 + fold_index + 7919)
+        return hidden if partial else np.maximum(hidden, 0).astype(np.uint8)
 
     def splits(self, labels: np.ndarray) -> list[Fold]:
         return cv_folds(labels, self.folds, self.repeats, self.seed)
@@ -107,7 +118,9 @@ def run_cv(
             device=device,
         )
         train = data.subset(fold.train)
-        learner.setup(train.bags, train.labels)
+        learner.setup(
+            train.bags, protocol.training_labels(train.labels, i, learner_cls.partial_labels)
+        )
         held = data.subset(fold.validation)
         validation.append((learner.encode(held.bags), held.labels))
         learners.append(learner)

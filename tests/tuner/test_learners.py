@@ -101,7 +101,16 @@ def _learner(cls, split: Split, config: dict, seed: int = 0):
 
 # ----------------------------------------------------------------------------------- registry
 def test_registry() -> None:
-    assert learner_names() == ["bag_mean_linear", "gamil_c"]
+    assert learner_names() == [
+        "bag_mean_linear",
+        "bag_mean_mlp",
+        "gamil_c",
+        "miml_knn",
+        "mimlsvm",
+        "mulsupcon",
+        "mulsupcon_ld",
+        "sarb",
+    ]
     assert resolve_learner("GAMIL-C") is GamilCLearner
     assert resolve_learner("bag-mean-linear") is BagMeanLinearLearner
 

@@ -32,6 +32,10 @@ class MIMLDataset:
         label_names: ``n_labels`` names, in the order of the columns of ``labels``.
         feature_names: ``n_features`` names, in the order of the columns of each bag.
         source: the path the data was read from.
+        test_mask: ``(n_bags,)`` bool array marking the bags of an official test split (a Mulan
+            ``NAME-test.arff``), or ``None`` when the data has none; such bags are the holdout.
+        instance_labels: one ``(n_instances_i, n_labels)`` uint8 0/1 array per bag for data that
+            labels its instances, else ``None``.
 
     Raises:
         MimlTuneError: the pieces do not fit together (shapes, dtypes, counts).
@@ -44,6 +48,8 @@ class MIMLDataset:
     label_names: tuple[str, ...]
     feature_names: tuple[str, ...]
     source: str
+    test_mask: np.ndarray | None = None
+    instance_labels: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}"
@@ -84,6 +90,35 @@ class MIMLDataset:
             raise MimlTuneError(
                 f"{where}: {len(self.bag_ids)} bag ids for {len(self.bags)} bags; need one each"
             )
+        if self.test_mask is not None and (
+            not isinstance(self.test_mask, np.ndarray)
+            or self.test_mask.dtype != np.bool_
+            or self.test_mask.shape != (len(self.bags),)
+        ):
+            raise MimlTuneError(
+                f"{where}: test_mask must be a bool array of shape ({len(self.bags)},), got "
+                f"{getattr(self.test_mask, 'dtype', type(self.test_mask).__name__)} "
+                f"shape {getattr(self.test_mask, 'shape', '?')}"
+            )
+        if self.instance_labels is not None:
+            if len(self.instance_labels) != len(self.bags):
+                raise MimlTuneError(
+                    f"{where}: {len(self.instance_labels)} instance label arrays for "
+                    f"{len(self.bags)} bags; need one each"
+                )
+            for i, (bag, lab) in enumerate(zip(self.bags, self.instance_labels, strict=True)):
+                if (
+                    not isinstance(lab, np.ndarray)
+                    or lab.dtype != np.uint8
+                    or lab.shape != (bag.shape[0], shape[1])
+                    or (lab.size and int(lab.max()) > 1)
+                ):
+                    raise MimlTuneError(
+                        f"{where}: instance labels of bag {i} must be a 0/1 uint8 array of "
+                        f"shape ({bag.shape[0]}, {shape[1]}), got "
+                        f"{getattr(lab, 'dtype', type(lab).__name__)} "
+                        f"shape {getattr(lab, 'shape', '?')}"
+                    )
 
     @property
     def n_bags(self) -> int:
@@ -104,6 +139,16 @@ class MIMLDataset:
     def instance_counts(self) -> np.ndarray:
         """``(n_bags,)`` int64 array: the number of instances in each bag."""
         return np.fromiter((b.shape[0] for b in self.bags), dtype=np.int64, count=self.n_bags)
+
+    @property
+    def is_vector(self) -> bool:
+        """True when every bag holds exactly one instance: ordinary multi-label vector data."""
+        return all(b.shape[0] == 1 for b in self.bags)
+
+    @property
+    def has_test_split(self) -> bool:
+        """True when the data carries an official test split (see :attr:`test_mask`)."""
+        return self.test_mask is not None and bool(self.test_mask.any())
 
     @property
     def n_instances(self) -> int:
@@ -148,13 +193,20 @@ class MIMLDataset:
             label_names=self.label_names,
             feature_names=self.feature_names,
             source=self.source,
+            test_mask=None if self.test_mask is None else self.test_mask[idx],
+            instance_labels=(
+                None
+                if self.instance_labels is None
+                else tuple(self.instance_labels[i] for i in positions)
+            ),
         )
 
     def fingerprint(self) -> str:
         """A short content hash: equal data gives an equal fingerprint, wherever it was read.
 
         Covers the label names, the bag sizes, the feature values (float32 bytes) and the
-        labels, in bag order; not the name, source, bag ids or feature names.
+        labels, in bag order, and the test split and instance labels where present; not the
+        name, source, bag ids or feature names.
 
         Returns:
             The first 16 hex characters of a SHA-256 digest.
@@ -169,6 +221,14 @@ class MIMLDataset:
         for bag in self.bags:
             h.update(np.ascontiguousarray(bag, dtype="<f4").tobytes())
         h.update(np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
+        # Only data that has them hashes these, so older fingerprints stay valid.
+        if self.test_mask is not None:
+            h.update(b"test_mask")
+            h.update(np.packbits(self.test_mask).tobytes())
+        if self.instance_labels is not None:
+            h.update(b"instance_labels")
+            for lab in self.instance_labels:
+                h.update(np.ascontiguousarray(lab, dtype=np.uint8).tobytes())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:

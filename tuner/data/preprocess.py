@@ -126,3 +126,41 @@ def _check_bags(bags: Sequence[np.ndarray], n_features: int | None) -> list[np.n
                 "every bag must have the same feature dimension"
             )
     return arrays
+
+
+BAG_POOLINGS = ("mean", "max", "mean_max")
+
+
+def pool_bags(bags: Sequence[np.ndarray], how: str) -> np.ndarray:
+    """One vector per bag, so vector models (MulSupCon, SARB, the MLP) can run on MIML data.
+
+    Args:
+        bags: ``n`` arrays of shape ``(n_instances_i, d)``, at least one instance each.
+        how: ``"mean"`` (``d`` columns), ``"max"`` (``d``) or ``"mean_max"`` (``2d``: the mean
+            then the max). On vector data (one instance per bag) every choice is the identity,
+            except ``mean_max``, which repeats the vector.
+
+    Returns:
+        ``(n, d)`` or ``(n, 2d)`` float64 array.
+    """
+    if how not in BAG_POOLINGS:
+        raise MimlTuneError(
+            f"unknown bag pooling {how!r}; allowed: {', '.join(map(repr, BAG_POOLINGS))}"
+        )
+    arrays = _check_bags(bags, None)
+    if not arrays:
+        raise MimlTuneError("cannot pool an empty list of bags")
+    for i, a in enumerate(arrays):
+        if a.shape[0] == 0:
+            raise MimlTuneError(f"bag {i} has no instances; every bag needs at least one")
+    parts = []
+    if how in ("mean", "mean_max"):
+        parts.append(np.stack([a.mean(axis=0, dtype=np.float64) for a in arrays]))
+    if how in ("max", "mean_max"):
+        parts.append(np.stack([a.max(axis=0).astype(np.float64) for a in arrays]))
+    return np.concatenate(parts, axis=1)
+
+
+def pooled_dim(n_features: int, how: str) -> int:
+    """Width of :func:`pool_bags`'s output for ``n_features`` instance features."""
+    return 2 * n_features if how == "mean_max" else n_features

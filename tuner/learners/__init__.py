@@ -1,22 +1,32 @@
-"""Registry of trainable models: a dict of learner classes plus one resolver."""
+"""Registry of trainable models: a dict of learner classes plus one resolver.
+
+Learners are imported lazily, one module at a time: most pull in torch_geometric or
+scikit-learn, which take seconds to import, and a search needs only its own model and peers.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
 
-_REGISTRY: dict[str, type[Learner]] = {}
+# Registered name -> "module:Class". The name is also the class's ``name`` attribute.
+_LEARNERS: dict[str, str] = {
+    "gamil_c": "tuner.learners.gamil_c:GamilCLearner",
+    "mulsupcon": "tuner.learners.mulsupcon:MulSupConLearner",
+    "mulsupcon_ld": "tuner.learners.mulsupcon_ld:MulSupConLDLearner",
+    "sarb": "tuner.learners.sarb:SARBLearner",
+    "bag_mean_linear": "tuner.learners.bag_mean_linear:BagMeanLinearLearner",
+    "bag_mean_mlp": "tuner.learners.bag_mean_mlp:BagMeanMLPLearner",
+    "miml_knn": "tuner.learners.miml_knn:MIMLkNNLearner",
+    "mimlsvm": "tuner.learners.mimlsvm:MIMLSVMLearner",
+}
 
+# The classic methods a search scores on its own folds beside the tuned model.
+PEERS = ("bag_mean_linear", "bag_mean_mlp", "miml_knn", "mimlsvm")
 
-def _load() -> dict[str, type[Learner]]:
-    # Imported lazily: the learners pull in torch_geometric, which takes seconds to import.
-    if not _REGISTRY:
-        from tuner.learners.bag_mean_linear import BagMeanLinearLearner
-        from tuner.learners.gamil_c import GamilCLearner
-
-        for cls in (GamilCLearner, BagMeanLinearLearner):
-            _REGISTRY[cls.name] = cls
-    return _REGISTRY
+_LOADED: dict[str, type[Learner]] = {}
 
 
 def _normalise(name: str) -> str:
@@ -25,18 +35,25 @@ def _normalise(name: str) -> str:
 
 def learner_names() -> list[str]:
     """Names of the registered models."""
-    return sorted(_load())
+    return sorted(_LEARNERS)
 
 
 def resolve_learner(name: str) -> type[Learner]:
     """Returns the learner class registered under ``name`` (case and '-'/'_' insensitive)."""
-    registry = _load()
     key = _normalise(name)
-    if key not in registry:
+    if key not in _LEARNERS:
         raise MimlTuneError(
-            f"unknown model {name!r}; registered models: {', '.join(sorted(registry))}"
+            f"unknown model {name!r}; registered models: {', '.join(learner_names())}"
         )
-    return registry[key]
+    if key not in _LOADED:
+        module, _, cls_name = _LEARNERS[key].partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        if cls.name != key:
+            raise RuntimeError(
+                f"{_LEARNERS[key]} is registered as {key!r}, names itself {cls.name!r}"
+            )
+        _LOADED[key] = cls
+    return _LOADED[key]
 
 
-__all__ = ["Learner", "learner_names", "resolve_learner"]
+__all__ = ["PEERS", "Learner", "learner_names", "resolve_learner"]

@@ -34,6 +34,11 @@ class Learner(abc.ABC):
 
     name: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]]
+    #: True for learners that train on partial labels: :meth:`setup` then receives labels in
+    #: {1, 0, -1} with -1 for an unknown label (SARB). The others receive 0 in its place.
+    partial_labels: ClassVar[bool] = False
+    #: True for learners that run on ordinary vector data (one instance per bag) too.
+    vector_data: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -75,7 +80,8 @@ class Learner(abc.ABC):
 
         Args:
             bags: ``n`` arrays of shape ``(n_instances_i, n_features)``.
-            labels: ``(n, n_labels)`` array of 0/1.
+            labels: ``(n, n_labels)`` array of 0/1 (with -1 for unknown labels when
+                :attr:`partial_labels` is True).
         """
 
     @abc.abstractmethod
@@ -89,3 +95,8 @@ class Learner(abc.ABC):
     @abc.abstractmethod
     def predict(self, encoded: Any) -> np.ndarray:
         """Returns ``(n, n_labels)`` probabilities for bags returned by :meth:`encode`."""
+
+    def predict_instances(self, encoded: Any) -> list[np.ndarray] | None:
+        """Per-instance label probabilities, one ``(n_instances_i, n_labels)`` array per bag, for
+        learners that predict instances (GAMIL-C); ``None`` for the others."""
+        return None

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +18,7 @@ from tuner.data.graphs import build_bag_graphs
 from tuner.data.preprocess import InstanceStandardizer
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
+from tuner.learners.checks import Checker, OwnRNG, check_training_data
 
 POOLINGS = ("attention", "mean")
 SCHEDULES = ("cosine", "constant")
@@ -27,7 +26,7 @@ LOSSES = ("focal", "bce")
 _PREDICT_BATCH = 256
 
 
-class GamilCLearner(Learner):
+class GamilCLearner(OwnRNG, Learner):
     """Trains :class:`~models.gamil_c.GAMILC` on the training bags of one fold.
 
     :meth:`setup` standardises the instances (statistics of the training instances only), builds
@@ -76,7 +75,7 @@ class GamilCLearner(Learner):
 
     def validate(self) -> None:
         c = self.config
-        check = _Checker(self.name, c)
+        check = Checker(self.name, c)
         for key in ("batch_size", "epochs", "layers", "heads", "hidden", "k", "pool_heads"):
             check.integer(key, minimum=1)
         check.integer("proj_dim", minimum=1)
@@ -107,7 +106,7 @@ class GamilCLearner(Learner):
     # ------------------------------------------------------------------------------- setup
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         c = self.config
-        y = _check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
+        y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
         if c["contrastive"] and len(bags) < 2:
             raise MimlTuneError(
                 f"model 'gamil_c': contrastive training needs at least 2 training bags, "
@@ -118,13 +117,8 @@ class GamilCLearner(Learner):
         self._labels = torch.as_tensor(y, dtype=torch.float32, device=self.device)
 
         self._order = torch.Generator().manual_seed(self.seed)
-        self._cpu_rng = torch.Generator().manual_seed(self.seed + 1).get_state()
-        self._device_rng = (
-            torch.Generator(device=self.device).manual_seed(self.seed + 1).get_state()
-            if self.device.type == "cuda"
-            else None
-        )
-        with self._own_rng():
+        self.seed_rng(self.seed + 1)
+        with self.own_rng():
             self.model = GAMILC(
                 self.n_features,
                 self.n_labels,
@@ -168,7 +162,7 @@ class GamilCLearner(Learner):
         if c["contrastive"] and len(batches[-1]) < 2:
             batches.pop()  # InfoNCE needs another bag of the batch as a negative
         total, seen = 0.0, 0
-        with self._own_rng():
+        with self.own_rng():
             for indices in batches:
                 batch = Batch.from_data_list([self._graphs[i] for i in indices])
                 loss = self._batch_loss(batch, self._labels[indices])
@@ -223,24 +217,6 @@ class GamilCLearner(Learner):
             num_graphs=2 * b,
         )
 
-    @contextlib.contextmanager
-    def _own_rng(self) -> Iterator[None]:
-        """Runs the block on this learner's RNG streams, leaving the global ones as they were."""
-        cuda = self.device.type == "cuda"
-        saved = torch.get_rng_state()
-        saved_device = torch.cuda.get_rng_state(self.device) if cuda else None
-        torch.set_rng_state(self._cpu_rng)
-        if cuda and self._device_rng is not None:
-            torch.cuda.set_rng_state(self._device_rng, self.device)
-        try:
-            yield
-        finally:
-            self._cpu_rng = torch.get_rng_state()
-            torch.set_rng_state(saved)
-            if cuda and saved_device is not None:
-                self._device_rng = torch.cuda.get_rng_state(self.device)
-                torch.cuda.set_rng_state(saved_device, self.device)
-
     # -------------------------------------------------------------------------- prediction
     @torch.no_grad()
     def predict(self, encoded: list[Data]) -> np.ndarray:
@@ -250,64 +226,3 @@ class GamilCLearner(Learner):
             batch = Batch.from_data_list(list(encoded[start : start + _PREDICT_BATCH]))
             out.append(torch.sigmoid(self.model(batch)).double().cpu().numpy())
         return np.concatenate(out)
-
-
-class _Checker:
-    """Value checks of one learner's configuration, with messages that name the parameter."""
-
-    def __init__(self, model: str, config: dict[str, Any]) -> None:
-        self.model, self.config = model, config
-
-    def fail(self, key: str, rule: str) -> None:
-        raise MimlTuneError(
-            f"model {self.model!r}: {key} must be {rule}, got {key}={self.config[key]!r}"
-        )
-
-    def integer(self, key: str, *, minimum: int) -> None:
-        value = self.config[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            self.fail(key, f"an integer >= {minimum}")
-        self.config[key] = int(value)
-
-    def real(self, key: str, rule: str, ok: Any) -> None:
-        value = self.config[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(float(value))
-            or not ok(float(value))
-        ):
-            self.fail(key, f"a finite number {rule}")
-        self.config[key] = float(value)
-
-    def boolean(self, key: str) -> None:
-        value = self.config[key]
-        if not isinstance(value, (bool, np.bool_)):
-            self.fail(key, "True or False")
-        self.config[key] = bool(value)
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> None:
-        if self.config[key] not in choices:
-            self.fail(key, f"one of {', '.join(map(repr, choices))}")
-
-
-def _check_training_data(
-    model: str, bags: Sequence[np.ndarray], labels: np.ndarray, n_features: int, n_labels: int
-) -> np.ndarray:
-    """The labels as a float array, after checking that bags and labels fit the learner."""
-    y = np.asarray(labels)
-    if len(bags) == 0:
-        raise MimlTuneError(f"model {model!r}: there are no training bags")
-    if y.shape != (len(bags), n_labels):
-        raise MimlTuneError(
-            f"model {model!r}: labels must have shape ({len(bags)}, {n_labels}) "
-            f"(bags x labels), got {y.shape}"
-        )
-    for i, bag in enumerate(bags):
-        shape = np.shape(bag)
-        if len(shape) != 2 or shape[0] < 1 or shape[1] != n_features:
-            raise MimlTuneError(
-                f"model {model!r}: bag {i} has shape {shape}; expected (n_instances >= 1, "
-                f"{n_features})"
-            )
-    return y.astype(np.float32)
