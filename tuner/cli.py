@@ -29,6 +29,17 @@ def cli() -> None:
 @click.option("--space", required=True, help="Space name (see `miml-tune spaces`) or YAML path.")
 @click.option("--name", help="Search name: MLflow experiment and storage folder [space name].")
 @click.option("--data", type=click.Path(), help="Run the space on this data file instead.")
+@click.option(
+    "--model",
+    help="Run this registered model on the space's dataset, with the model's default space.",
+)
+@click.option(
+    "--known-labels",
+    type=float,
+    help="Known-label proportion p in (0, 1] of the training labels (partial-label protocol).",
+)
+@click.option("--bag-key", help="Name of the bag cell array in a .mat --data file.")
+@click.option("--label-key", help="Name of the label matrix in a .mat --data file.")
 @click.option("--trials", type=int, help="Number of configurations to try.")
 @click.option("--max-epochs", type=int, help="Epoch cap per trial (ASHA's max_t).")
 @click.option("--cv-folds", type=int, help="K of the repeated K-fold CV.")
@@ -56,7 +67,8 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
     from tuner.spec import load_space
 
     _check_counts(options)
-    spec = load_space(space).with_overrides(
+    spec = load_space(space, model=options.pop("model")).with_overrides(
+        known_labels=options.pop("known_labels"),
         trials=options.pop("trials"),
         max_epochs=options.pop("max_epochs"),
         cv_folds=options.pop("cv_folds"),
@@ -116,26 +128,44 @@ def spaces(ctx: click.Context) -> None:
         return
     from tuner.spec import load_space, space_names
 
+    from tuner.spec import model_space_names
+
+    def grid(spec: Any) -> str:
+        return "inf" if spec.grid_size == float("inf") else f"{int(spec.grid_size):,}"
+
     rows = []
     for name in space_names():
         spec = load_space(name)
-        grid = "inf" if spec.grid_size == float("inf") else f"{int(spec.grid_size):,}"
-        rows.append((name, spec.model, spec.dataset, str(len(spec.params)), grid, spec.description))
-    header = ("space", "model", "dataset", "params", "grid", "description")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+        rows.append(
+            (name, spec.model, spec.dataset, str(len(spec.params)), grid(spec), spec.description)
+        )
+    _table(("space", "model", "dataset", "params", "grid", "description"), rows)
+    # The models' default spaces, as `launch --space birds --model MODEL` would run them.
+    rows = []
+    for model in model_space_names():
+        spec = load_space("birds", model=model)
+        rows.append((model, str(len(spec.params)), grid(spec), spec.description))
+    click.echo("\nmodel defaults (launch --space SPACE --model MODEL):")
+    _table(("model", "params", "grid", "description"), rows)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    n = len(header) - 1
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(n)]
     for row in [header, *rows]:
         click.echo(
-            "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
+            "  ".join(c.ljust(w) for c, w in zip(row[:n], widths, strict=True)) + "  " + row[n]
         )
 
 
 @spaces.command("show")
 @click.argument("name")
-def spaces_show(name: str) -> None:
+@click.option("--model", help="Show the space as `launch --model MODEL` would run it.")
+def spaces_show(name: str, model: str | None) -> None:
     """Print one space file."""
     from tuner.spec import load_space
 
-    click.echo(load_space(name).text.rstrip())
+    click.echo(load_space(name, model=model).text.rstrip())
 
 
 @cli.group()

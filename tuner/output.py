@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tuner.metrics import BAG_METRICS, mode_of
+from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 
 
 def _cell(value: dict[str, float] | None) -> str:
@@ -32,14 +32,25 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     width = max(len(k) for k in best["config"]) if best["config"] else 0
     lines += [f"  {k:<{width}}  {v}" for k, v in sorted(best["config"].items())]
-    lines += ["", f"  {'metric':<21}{'best (mean ± std)':<22}{peer['model'] + ' (same folds)'}"]
-    for name in BAG_METRICS:
+    peers = summary.get("peers") or (
+        {peer["model"]: {"metrics": peer["metrics"]}} if peer.get("model") else {}
+    )
+    columns = [("best (mean ± std)", best["metrics"])]
+    columns += [(f"{model} (same folds)", p["metrics"]) for model, p in peers.items()]
+    widths = [max(22, len(title) + 2) for title, _ in columns]
+    lines += [
+        "",
+        f"  {'metric':<26}"
+        + "".join(f"{title:<{w}}" for (title, _), w in zip(columns, widths, strict=True)),
+    ]
+    for name in (*ALL_METRICS, *INSTANCE_METRICS):
         if name not in best["metrics"]:
             continue
         arrow = "↑" if mode_of(name) == "max" else "↓"
+        cells = [_cell(values.get(name)) for _, values in columns]
         lines.append(
-            f"  {name + ' ' + arrow:<21}{_cell(best['metrics'][name]):<22}"
-            f"{_cell(peer['metrics'].get(name))}"
+            f"  {name + ' ' + arrow:<26}"
+            + "".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
         )
     mlflow = summary["mlflow"]
     lines += [

@@ -27,11 +27,11 @@ from tuner import __version__, tracking
 from tuner.cv import holdout_split
 from tuner.data import MIMLDataset, load_dataset
 from tuner.errors import MimlTuneError
-from tuner.metrics import BAG_METRICS, mode_of
+from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 from tuner.spec import SearchSpec
 from tuner.trial import CVProtocol, run_cv, tune_trainable
 
-PEER_MODEL = "bag_mean_linear"
+PEER_MODEL = "bag_mean_linear"  # the default peer
 STATE_FILE = "miml_tune_search.json"
 
 
@@ -41,6 +41,8 @@ class LaunchOptions:
 
     name: str | None = None
     data: str | None = None
+    bag_key: str | None = None
+    label_key: str | None = None
     tracking_uri: str | None = None
     storage: str | None = None
     cpus_per_trial: float = 1.0
@@ -118,16 +120,51 @@ def scheduler_for(spec: SearchSpec) -> Any:
 
 
 def prepare_data(
-    spec: SearchSpec, data: str | None
-) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset]:
-    """Loads the space's dataset and splits it: ``(full, development, holdout)``."""
-    full = load_dataset(spec.dataset, data=data)
-    if full.n_bags < spec.cv_folds * 2:
+    spec: SearchSpec,
+    data: str | None,
+    *,
+    bag_key: str | None = None,
+    label_key: str | None = None,
+) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset | None]:
+    """Loads the space's dataset and splits it: ``(full, development, holdout)``.
+
+    Data with an official test split (a Mulan ``NAME-train.arff`` / ``NAME-test.arff`` pair)
+    keeps it as the holdout; other data holds out a stratified ``spec.holdout`` fraction
+    (``None`` when that fraction is 0).
+    """
+    keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
+    full = load_dataset(spec.dataset, data=data, **keys)
+    check_model_fits(spec, full)
+    if full.has_test_split and full.test_mask is not None:
+        dev_idx, hold_idx = np.flatnonzero(~full.test_mask), np.flatnonzero(full.test_mask)
+    else:
+        dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.holdout_seed)
+    if len(dev_idx) < spec.cv_folds * 2:
         raise MimlTuneError(
-            f"dataset {full.name!r} has {full.n_bags} bags, too few for {spec.cv_folds}-fold CV"
+            f"dataset {full.name!r} has {len(dev_idx)} development bags, too few for "
+            f"{spec.cv_folds}-fold CV"
         )
-    dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.holdout_seed)
-    return full, full.subset(dev_idx), full.subset(hold_idx)
+    return full, full.subset(dev_idx), full.subset(hold_idx) if len(hold_idx) else None
+
+
+def check_model_fits(spec: SearchSpec, data: MIMLDataset) -> None:
+    """Refuses a model (or a metric) that cannot run on this kind of data, before any work."""
+    from tuner.learners import resolve_learner
+    from tuner.metrics import INSTANCE_METRICS
+
+    for model in (spec.model, *spec.peers):
+        learner = resolve_learner(model)
+        if data.is_vector and not learner.vector_data:
+            raise MimlTuneError(
+                f"model {model!r} needs bags of several instances, but dataset {data.name!r} is "
+                "vector data (one instance per example); use mulsupcon, mulsupcon_ld, sarb or "
+                "bag_mean_mlp, or drop it from peers"
+            )
+    if spec.metric in INSTANCE_METRICS and data.instance_labels is None:
+        raise MimlTuneError(
+            f"metric {spec.metric!r} needs instance labels, which dataset {data.name!r} does not "
+            "have; choose a bag-level metric"
+        )
 
 
 def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, Any]:
@@ -148,16 +185,19 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         )
     _quiet_libraries()
     started = time.monotonic()
-    full, dev, holdout = prepare_data(spec, options.data)
+    full, dev, holdout = prepare_data(
+        spec, options.data, bag_key=options.bag_key, label_key=options.label_key
+    )
     uri = tracking.resolve_tracking_uri(options.tracking_uri)
     tracking.check_tracking_uri(uri)
     run_dir = _check_storage(Path(options.storage or "miml-tune-results"), name, options.overwrite)
-    protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed)
+    protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
     _start_ray()
     _check_resources(options)
 
     peer_started = time.monotonic()
-    peer = run_cv(PEER_MODEL, {}, dev, protocol).summary
+    metrics = search_metrics(dev)
+    peers = {m: run_cv(m, {}, dev, protocol, metrics=metrics).summary for m in spec.peers}
     timing = {"peer_seconds": round(time.monotonic() - peer_started, 1)}
 
     mlflow = tracking.client(uri)
@@ -180,7 +220,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     trial_runs: Any = None
     try:
         _write_state(run_dir, status="running", parent_run_id=parent_id, tracking_uri=uri)
-        _log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peer)
+        _log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peers)
         from tuner.callbacks import TrialRuns
 
         trial_runs = TrialRuns(uri, experiment_id, parent_id)
@@ -189,7 +229,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         timing["search_seconds"] = round(time.monotonic() - search_started, 1)
         board = leaderboard(results, spec.metric)
         summary = _summary(
-            spec, name, full, dev, holdout, board, peer, uri, experiment_id, parent_id
+            spec, name, full, dev, holdout, board, peers, uri, experiment_id, parent_id
         )
         summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
         summary["timing"] = timing
@@ -288,6 +328,7 @@ def _fit(
             model=spec.model,
             protocol=protocol,
             max_epochs=spec.max_epochs,
+            metrics=search_metrics(dev),
         ),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
@@ -382,9 +423,9 @@ def _summary(
     name: str,
     full: MIMLDataset,
     dev: MIMLDataset,
-    holdout: MIMLDataset,
+    holdout: MIMLDataset | None,
     board: list[dict[str, Any]],
-    peer: dict[str, float],
+    peers: dict[str, dict[str, float]],
     uri: str,
     experiment_id: str,
     parent_id: str,
@@ -410,7 +451,9 @@ def _summary(
         "scheduler": spec.scheduler,
         "cv": {"folds": spec.cv_folds, "repeats": spec.cv_repeats},
         "holdout": spec.holdout,
-        "bags": {"development": dev.n_bags, "holdout": holdout.n_bags},
+        "holdout_kind": "official test split" if full.has_test_split else "stratified",
+        "known_labels": spec.known_labels,
+        "bags": {"development": dev.n_bags, "holdout": holdout.n_bags if holdout else 0},
         "trials": {
             "total": len(board),
             **{s: sum(r["status"] == s for r in board) for s in ("completed", "pruned", "error")},
@@ -422,7 +465,12 @@ def _summary(
             "config": best["config"],
             "metrics": _mean_std(best["metrics"]),
         },
-        "peer": {"model": PEER_MODEL, "metrics": _mean_std(peer)},
+        # "peer" is the first peer (the summary's shape before there were several).
+        "peer": next(
+            ({"model": m, "metrics": _mean_std(v)} for m, v in peers.items()),
+            {"model": None, "metrics": {}},
+        ),
+        "peers": {m: {"metrics": _mean_std(v)} for m, v in peers.items()},
         "mlflow": {
             "tracking_uri": uri,
             "experiment_id": experiment_id,
@@ -435,9 +483,15 @@ def _summary(
 def _mean_std(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {
         name: {"mean": float(metrics[name]), "std": float(metrics.get(f"{name}_std", math.nan))}
-        for name in BAG_METRICS
+        for name in (*ALL_METRICS, *INSTANCE_METRICS)
         if name in metrics
     }
+
+
+def search_metrics(dev: MIMLDataset) -> tuple[str, ...]:
+    """Every metric a search reports: bag-level and multi-label ones, and instance-level ones
+    when the data labels its instances."""
+    return (*ALL_METRICS, *(INSTANCE_METRICS if dev.instance_labels is not None else ()))
 
 
 def _log_parent_start(
@@ -446,8 +500,8 @@ def _log_parent_start(
     spec: SearchSpec,
     full: MIMLDataset,
     dev: MIMLDataset,
-    holdout: MIMLDataset,
-    peer: dict[str, float],
+    holdout: MIMLDataset | None,
+    peers: dict[str, dict[str, float]],
 ) -> None:
     from mlflow.entities import Param
 
@@ -468,13 +522,19 @@ def _log_parent_start(
         "trials": spec.trials,
         "max_epochs": spec.max_epochs,
         "n_dev_bags": dev.n_bags,
-        "n_holdout_bags": holdout.n_bags,
+        "n_holdout_bags": holdout.n_bags if holdout else 0,
+        "holdout_kind": "official test split" if full.has_test_split else "stratified",
+        "known_labels": spec.known_labels,
     }
     mlflow.log_batch(parent_id, params=[Param(k, str(v)) for k, v in params.items()])
     mlflow.log_text(parent_id, spec.text or json.dumps(spec.to_dict(), indent=2), "space.yaml")
     mlflow.log_dict(parent_id, spec.to_dict(), "space_effective.json")
-    peer_metrics = {f"peer.{k}": v for k, v in tracking.numeric_metrics(peer).items()}
-    tracking.log_metrics(mlflow, parent_id, peer_metrics, step=0)
+    for i, (model, summary) in enumerate(peers.items()):
+        values = tracking.numeric_metrics(summary)
+        # The first peer also under plain "peer.<metric>", as before there were several.
+        prefixes = [f"peer.{model}."] + (["peer."] if i == 0 else [])
+        peer_metrics = {f"{p}{k}": v for p in prefixes for k, v in values.items()}
+        tracking.log_metrics(mlflow, parent_id, peer_metrics, step=0)
 
 
 def _log_parent_end(
@@ -496,7 +556,8 @@ def leaderboard_csv(board: list[dict[str, Any]], metric: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     head = ["rank", "trial_id", "status", "epochs"]
-    metrics = [m for name in BAG_METRICS for m in (name, f"{name}_std")]
+    names = [n for n in (*ALL_METRICS, *INSTANCE_METRICS) if any(n in r["metrics"] for r in board)]
+    metrics = [m for name in names for m in (name, f"{name}_std")]
     writer.writerow([*head, *metrics, *params, "error"])
     for i, row in enumerate(board, 1):
         writer.writerow(

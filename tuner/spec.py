@@ -55,8 +55,11 @@ _TOP_KEYS = {
     "budget": "{trials, max_epochs, concurrency}",
     "scheduler": "{name, grace_period, reduction_factor}",
     "sampler": "the Optuna sampler",
+    "known_labels": "known-label proportion p in (0, 1] of the training labels (SARB protocol)",
+    "peers": "classic models scored on the same folds, e.g. [bag_mean_linear, miml_knn]",
     "params": "hyper-parameter domains",
 }
+DEFAULT_PEERS = ("bag_mean_linear",)
 _CV_KEYS = ("folds", "repeats")
 _BUDGET_KEYS = ("trials", "max_epochs", "concurrency")
 _SCHEDULER_KEYS = ("name", "grace_period", "reduction_factor")
@@ -123,6 +126,8 @@ class SearchSpec:
     grace_period: int = 5
     reduction_factor: float = 3.0
     sampler: str = "tpe"
+    known_labels: float = 1.0
+    peers: tuple[str, ...] = DEFAULT_PEERS
     source: str = "<memory>"
     text: str = field(default="", repr=False)
 
@@ -186,6 +191,8 @@ class SearchSpec:
                 "reduction_factor": self.reduction_factor,
             },
             "sampler": self.sampler,
+            **({"known_labels": self.known_labels} if self.known_labels < 1 else {}),
+            "peers": list(self.peers),
             "params": {
                 **self.fixed,
                 **{k: d.to_yaml() for k, d in self.params.items()},
@@ -218,14 +225,83 @@ def space_path(name_or_path: str) -> Path:
     return shipped
 
 
-def load_space(name_or_path: str) -> SearchSpec:
-    """Loads and validates a space by name or path."""
-    path = space_path(name_or_path)
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MimlTuneError(f"cannot read space file {path}: {exc.strerror}") from None
-    return parse_space(text, source=str(path))
+
+
+def load_space(name_or_path: str, *, model: str | None = None) -> SearchSpec:
+    """Loads and validates a space by name or path.
+
+    Args:
+        name_or_path: a shipped space's name or the path of a YAML file.
+        model: run this registered model instead of the space's own, on the space's dataset and
+            protocol, with the model's default space (``search_spaces/models/MODEL.yaml``): its
+            ``params`` replace the space's, its ``budget`` and ``scheduler`` keys override.
+    """
+    path = space_path(name_or_path)
+    text = _read(path)
+    if model is None:
+        return parse_space(text, source=str(path))
+    return _with_model(text, str(path), model)
+
+
+_MODEL_SPACE_KEYS = {
+    "model": "the registered model this default space is for",
+    "description": "one line",
+    "budget": "{trials, max_epochs, concurrency}: overrides the dataset space's",
+    "scheduler": "{name, grace_period, reduction_factor}: overrides the dataset space's",
+    "params": "hyper-parameter domains",
+}
+
+
+def model_space_names() -> list[str]:
+    """Models that ship a default space (``search_spaces/models/*.yaml``)."""
+    return sorted(p.stem for p in (_spaces_dir() / "models").glob("*.yaml"))
+
+
+def model_space_path(model: str) -> Path:
+    """The default space of a registered model."""
+    from tuner.learners import learner_names
+
+    key = model.strip().lower().replace("-", "_")
+    path = _spaces_dir() / "models" / f"{key}.yaml"
+    if key not in learner_names() or not path.is_file():
+        raise MimlTuneError(
+            f"--model {model!r} has no default space; models with one: "
+            f"{', '.join(model_space_names())}"
+        )
+    return path
+
+
+def _with_model(text: str, source: str, model: str) -> SearchSpec:
+    path = model_space_path(model)
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):  # parse_space reports it properly
+        return parse_space(text, source=source)
+    try:
+        default = yaml.safe_load(_read(path))
+    except yaml.YAMLError:
+        raise MimlTuneError(f"{path}: not valid YAML") from None
+    if not isinstance(default, dict):
+        raise MimlTuneError(f"{path}: a model space must be a mapping of keys")
+    _check_keys(default, _MODEL_SPACE_KEYS, str(path), "")
+    if default.get("model") != path.stem:
+        raise MimlTuneError(f"{path}: model must be {path.stem!r}, got {default.get('model')!r}")
+    merged = dict(raw)
+    merged["model"] = path.stem
+    merged["name"] = f"{raw.get('name', 'space')}-{path.stem}"
+    merged["params"] = default.get("params")
+    if "description" in default:
+        merged["description"] = f"{default['description']} (on {raw.get('dataset', '?')})"
+    for section in ("budget", "scheduler"):
+        if isinstance(default.get(section), dict):
+            base = raw.get(section) if isinstance(raw.get(section), dict) else {}
+            merged[section] = {**base, **default[section]}
+    merged_text = yaml.safe_dump(merged, sort_keys=False)
+    return parse_space(merged_text, source=f"{source} with --model {path.stem} ({path.name})")
 
 
 def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
@@ -257,6 +333,15 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
             settings[key] = get(raw, key, str, "")
     if "holdout" in raw:
         settings["holdout"] = float(get(raw, "holdout", (int, float), ""))
+    if "known_labels" in raw:
+        settings["known_labels"] = float(get(raw, "known_labels", (int, float), ""))
+    if "peers" in raw:
+        peers = raw["peers"]
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise MimlTuneError(
+                f"{source}: peers must be a list of model names (possibly empty), got {peers!r}"
+            )
+        settings["peers"] = tuple(dict.fromkeys(peers))
     for key in ("seed", "holdout_seed"):
         if key in raw:
             settings[key] = get(raw, key, int, "")
@@ -377,6 +462,12 @@ def _check_settings(spec: SearchSpec, *, where: str) -> None:
         ("cv.folds", spec.cv_folds, spec.cv_folds >= 2, "an integer >= 2"),
         ("cv.repeats", spec.cv_repeats, spec.cv_repeats >= 1, "an integer >= 1"),
         ("holdout", spec.holdout, 0 <= spec.holdout < 0.5, "a fraction in [0, 0.5)"),
+        (
+            "known_labels",
+            spec.known_labels,
+            0 < spec.known_labels <= 1,
+            "a proportion in (0, 1] (e.g. 0.1, 0.5, 0.9; 1 keeps every training label)",
+        ),
         ("seed", spec.seed, 0 <= spec.seed < 2**31, "an integer in [0, 2**31)"),
         (
             "holdout_seed",
@@ -411,6 +502,13 @@ def _check_settings(spec: SearchSpec, *, where: str) -> None:
         raise MimlTuneError(
             f"{where}: unknown sampler {spec.sampler!r}; allowed: {', '.join(SAMPLERS)}"
         )
+    from tuner.learners import learner_names
+
+    for peer in spec.peers:
+        if peer not in learner_names():
+            raise MimlTuneError(
+                f"{where}: unknown peer {peer!r}; registered models: {', '.join(learner_names())}"
+            )
 
 
 def _check_params(spec: SearchSpec) -> None:

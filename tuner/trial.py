@@ -23,7 +23,7 @@ import torch
 from tuner.cv import Fold, cv_folds, hide_labels
 from tuner.data import MIMLDataset
 from tuner.learners import resolve_learner
-from tuner.metrics import BAG_METRICS, compute
+from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, compute, compute_instances
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -77,7 +77,7 @@ def run_cv(
     protocol: CVProtocol,
     *,
     max_epochs: int = 1_000_000,
-    metrics: Sequence[str] = BAG_METRICS,
+    metrics: Sequence[str] = ALL_METRICS,
     device: torch.device | str = "cpu",
     report: Reporter | None = None,
 ) -> CVResult:
@@ -122,9 +122,11 @@ def run_cv(
             train.bags, protocol.training_labels(train.labels, i, learner_cls.partial_labels)
         )
         held = data.subset(fold.validation)
-        validation.append((learner.encode(held.bags), held.labels))
+        validation.append((learner.encode(held.bags), held.labels, held.instance_labels))
         learners.append(learner)
     epochs = trial_epochs(config, max_epochs, learners[0].epochs)
+    bag_metrics = [m for m in metrics if m not in INSTANCE_METRICS]
+    instance_metrics = [m for m in metrics if m in INSTANCE_METRICS]
 
     history: list[dict[str, Any]] = []
     per_fold: dict[str, list[float]] = {}
@@ -132,7 +134,9 @@ def run_cv(
         started = time.perf_counter()
         losses: list[float] = []
         per_fold = {name: [] for name in metrics}
-        for fold, learner, (encoded, labels) in zip(folds, learners, validation, strict=True):
+        for fold, learner, (encoded, labels, instance_labels) in zip(
+            folds, learners, validation, strict=True
+        ):
             try:
                 loss = learner.train_epoch()
             except FloatingPointError as exc:
@@ -148,7 +152,9 @@ def run_cv(
             scores = learner.predict(encoded)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                values = compute(labels, scores, names=list(metrics))
+                values = compute(labels, scores, names=bag_metrics)
+                if instance_metrics:
+                    values |= _instance_values(learner, encoded, instance_labels, instance_metrics)
             for name in metrics:
                 per_fold[name].append(values[name])
         summary = summarise(per_fold, losses)
@@ -158,6 +164,16 @@ def run_cv(
         if report is not None:
             report(dict(row, per_fold=per_fold) if epoch == epochs else row)
     return CVResult(epochs=epochs, summary=history[-1], per_fold=per_fold, history=history)
+
+
+def _instance_values(
+    learner: Any, encoded: Any, labels: Sequence[np.ndarray] | None, names: list[str]
+) -> dict[str, float]:
+    """Instance-level metrics, or NaN for a learner that does not predict instances."""
+    predicted = learner.predict_instances(encoded)
+    if predicted is None or labels is None:
+        return dict.fromkeys(names, math.nan)
+    return compute_instances(labels, predicted, names=names)
 
 
 def summarise(per_fold: Mapping[str, Sequence[float]], losses: Sequence[float]) -> dict[str, float]:
@@ -180,7 +196,7 @@ def tune_trainable(
     model: str,
     protocol: CVProtocol,
     max_epochs: int,
-    metrics: Sequence[str] = BAG_METRICS,
+    metrics: Sequence[str] = ALL_METRICS,
 ) -> None:
     """The Ray Tune function trainable: :func:`run_cv` reporting every epoch to Tune."""
     from ray import tune
