@@ -126,9 +126,7 @@ def spaces(ctx: click.Context) -> None:
     """List the shipped search spaces."""
     if ctx.invoked_subcommand is not None:
         return
-    from tuner.spec import load_space, space_names
-
-    from tuner.spec import model_space_names
+    from tuner.spec import load_space, model_space_names, space_names
 
     def grid(spec: Any) -> str:
         return "inf" if spec.grid_size == float("inf") else f"{int(spec.grid_size):,}"

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from tuner import __version__, tracking
 from tuner.cv import holdout_split
 from tuner.data import MIMLDataset, load_dataset

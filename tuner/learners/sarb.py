@@ -1,4 +1,4 @@
-"""SARB as a learner: pooled, standardised bags; partial BCE with instance and prototype blending."""
+"""SARB as a learner: pooled, standardised bags; partial BCE plus representation blending."""
 
 from __future__ import annotations
 
