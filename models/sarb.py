@@ -122,9 +122,9 @@ class SARB(nn.Module):
                 raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
         if not _is_real(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must satisfy 0 <= dropout < 1, got dropout={dropout!r}")
-        for name, value in (("alpha_init", alpha_init), ("beta_init", beta_init)):
-            if not _is_real(value) or not 0 < value < 1:
-                raise ValueError(f"{name} must be a number in (0, 1), got {name}={value!r}")
+        for key, coefficient in (("alpha_init", alpha_init), ("beta_init", beta_init)):
+            if not _is_real(coefficient) or not 0 < coefficient < 1:
+                raise ValueError(f"{key} must be a number in (0, 1), got {key}={coefficient!r}")
 
         self.in_dim, self.n_labels = int(in_dim), int(n_labels)
         self.hidden, self.n_regions = int(hidden), int(n_regions)
