@@ -33,12 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tuner.learners import resolve_learner  # noqa: E402
-from tuner.metrics import ALL_METRICS, mode_of  # noqa: E402
-from tuner.promote import refit, score  # noqa: E402
-from tuner.search import prepare_data, sampler_for  # noqa: E402
-from tuner.spec import SearchSpec, load_space  # noqa: E402
-from tuner.trial import CVProtocol, run_cv  # noqa: E402
+from tuner.learners import resolve_learner
+from tuner.metrics import ALL_METRICS, mode_of
+from tuner.promote import refit, score
+from tuner.search import prepare_data, sampler_for
+from tuner.spec import SearchSpec, load_space
+from tuner.trial import CVProtocol, run_cv
 
 
 def suggest(trial: Any, spec: SearchSpec) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def run(spec: SearchSpec, data: str | None, device: str, out: Path) -> dict[str,
             "max_epochs": spec.max_epochs,
             "cv": f"{spec.cv_repeats}x{spec.cv_folds}",
             "sampler": spec.sampler,
-            "pruner": f"successive halving (grace {spec.grace_period}, eta {spec.reduction_factor})",
+            "pruner": f"successive halving, grace {spec.grace_period}, eta {spec.reduction_factor}",
         },
         "known_labels": spec.known_labels,
         "bags": {"development": dev.n_bags, "holdout": holdout.n_bags if holdout else 0},
