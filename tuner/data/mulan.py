@@ -167,13 +167,13 @@ def _roles(
             f"{path}: has a relational (bag) attribute, so it is MIML ARFF, not Mulan ARFF; "
             "read it with read_miml_arff (load_dataset picks the reader by content)"
         )
-    other = [f"{attributes[i].name} ({_declared(attributes[i])})" for i in features]
-    other = [o for o, i in zip(other, features, strict=True) if attributes[i].kind != "numeric"]
+    other = [attributes[i] for i in features if attributes[i].kind != "numeric"]
     if other:
+        more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
         raise MimlTuneError(
-            f"{path}: attribute {_names(other)} is not numeric and not a label named in "
-            f"{xml_path.name}; features must be numeric: encode it as numbers, or add it to "
-            "the XML if it is a label"
+            f"{path}: attribute {other[0].name!r}{more} is declared as {_declared(other[0])}, "
+            f"is not numeric and is not a label named in {xml_path.name}; features must be "
+            "numeric: encode it as numbers, or add it to the XML if it is a label"
         )
     if not features:
         raise MimlTuneError(
