@@ -1,0 +1,359 @@
+"""MulSupCon as a learner: pooled, standardised bags; contrastive pre-training, then BCE."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.losses import POSITIVE_SETS
+from models.mulsupcon import MulSupCon, random_mask
+from tuner.data.preprocess import BAG_POOLINGS, InstanceStandardizer, pool_bags, pooled_dim
+from tuner.errors import MimlTuneError
+from tuner.learners.base import Learner
+from tuner.learners.checks import Checker, OwnRNG, check_training_data
+
+CLASSIFIERS = ("finetune", "linear")
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "warm_restarts", "constant")
+_PREDICT_BATCH = 1024
+
+
+class LinearProbe:
+    """Multi-label logistic regression on frozen features, fitted by full-batch L-BFGS.
+
+    The features are standardised on the rows it is fitted on (ReLU features have arbitrary
+    scales, which would make one ``l2`` mean different things from epoch to epoch), and the
+    objective is ``mean_i sum_j BCE(z_ij, y_ij) + l2 * ||W||_F^2`` (per label, scikit-learn's
+    ``C = 1 / (2 n l2)``). :meth:`fit` starts from the previous solution, so refits along
+    training are cheap. :meth:`as_linear` folds the standardisation into plain weights.
+
+    Shapes:
+        - **fit** ``features``: ``(n, h)``, ``labels``: ``(n, L)``
+        - **logits** output: ``(m, L)``
+    """
+
+    def __init__(self, l2: float, max_iter: int = 100) -> None:
+        self.l2, self.max_iter = float(l2), int(max_iter)
+        self.weight: Tensor | None = None  # (h, L)
+        self.bias: Tensor | None = None  # (L,)
+        self.mean: Tensor | None = None
+        self.std: Tensor | None = None
+
+    def fit(self, features: Tensor, labels: Tensor) -> LinearProbe:
+        features, labels = features.detach().double(), labels.detach().double()
+        self.mean = features.mean(dim=0)
+        std = features.std(dim=0, unbiased=False)
+        self.std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        z = (features - self.mean) / self.std
+        n, h = z.shape
+        if self.weight is None or self.bias is None or self.weight.shape[0] != h:
+            freq = labels.mean(dim=0).clamp(1e-3, 1 - 1e-3)
+            self.weight = torch.zeros(h, labels.shape[1], dtype=torch.float64)
+            self.bias = torch.log(freq / (1 - freq))
+        weight = self.weight.clone().requires_grad_(True)
+        bias = self.bias.clone().requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [weight, bias], max_iter=self.max_iter, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            bce = F.binary_cross_entropy_with_logits(z @ weight + bias, labels, reduction="sum")
+            loss = bce / n + self.l2 * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():  # predict() runs under no_grad
+            optimizer.step(closure)
+        self.weight, self.bias = weight.detach(), bias.detach()
+        return self
+
+    def logits(self, features: Tensor) -> Tensor:
+        weight, bias = self.as_linear()
+        return features.double() @ weight + bias
+
+    def as_linear(self) -> tuple[Tensor, Tensor]:
+        """``(W', b')`` with ``features @ W' + b'`` equal to the probe's logits."""
+        if self.weight is None or self.bias is None or self.mean is None or self.std is None:
+            raise RuntimeError("the probe is not fitted")
+        weight = self.weight / self.std.unsqueeze(1)
+        return weight, self.bias - self.mean @ weight
+
+
+class MulSupConLearner(OwnRNG, Learner):
+    """Trains :class:`~models.mulsupcon.MulSupCon` on the training bags of one fold.
+
+    **Data.** Each bag is pooled to one vector (``bag_pooling``; the identity on vector data,
+    whose bags hold one instance), then standardised with the training rows' statistics.
+
+    **Epochs.** ``epochs`` is the trial's total. The first ``pretrain_epochs`` train the encoder
+    with the contrastive loss: each mini-batch (seeded order) is seen as two views, each input
+    element zeroed with probability ``mask_ratio`` independently per view; the query encoder
+    takes the first, the momentum key encoder the second. The remaining epochs train the BCE
+    classifier on unmasked inputs: ``classifier="linear"`` freezes the backbone (linear probe,
+    dropout off), ``"finetune"`` trains it too at ``classifier_lr * backbone_lr_mult``. Each
+    stage has its own optimiser (``optimizer``: Adam or AdamW) and its own schedule over its own
+    epochs (``cosine`` decays to 1% of the rate; ``warm_restarts`` is
+    ``CosineAnnealingWarmRestarts(restart_epochs, 2)``, MulSupCon_LD's choice). With
+    ``pretrain_epochs >= epochs`` the trial only pre-trains and scores the probe below; with
+    ``pretrain_epochs = 0`` it is plain BCE training of the MLP.
+
+    **Predictions during pre-training: a linear probe.** ASHA prunes on every epoch's validation
+    metric, but the contrastive encoder has no label output until the classifier stage. So
+    :meth:`predict` then scores a logistic-regression probe (:class:`LinearProbe`, L-BFGS,
+    ``probe_l2``) fitted on the training rows' current backbone features. It is refitted
+    every ``probe_every`` epochs and at the last pre-training epoch, and cached in between
+    (every fold's learner is asked to predict every epoch; refitting for each call would cost
+    more than the epoch). A probe, rather than a head trained alongside the encoder, measures
+    exactly what the paper's linear evaluation measures, is deterministic, and needs no extra
+    hyper-parameters beyond its penalty; it uses only the fold's training rows. When the
+    classifier stage starts, the classifier is initialised with the last probe, so the score
+    does not drop back to chance at the switch and fine-tuning starts from a sensible head.
+
+    Predictions are sigmoid probabilities; nothing is calibrated (metrics threshold at 0.5).
+    Randomness (initialisation, dropout, masks) comes from the learner's own stream, and the
+    batch order from a generator seeded by ``seed``.
+    """
+
+    name: ClassVar[str] = "mulsupcon"
+    defaults: ClassVar[dict[str, Any]] = {
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "optimizer": "adamw",
+        "schedule": "cosine",
+        "restart_epochs": 50,
+        "batch_size": 32,
+        "tau": 0.1,
+        "momentum": 0.99,
+        "queue_size": 1024,
+        "mask_ratio": 0.5,
+        "hidden": 256,
+        "proj_dim": 128,
+        "dropout": 0.1,
+        "positives": "mulsupcon",
+        "classifier": "finetune",
+        "classifier_lr": 1e-3,
+        "classifier_weight_decay": 1e-5,
+        "backbone_lr_mult": 0.1,
+        "pretrain_epochs": 40,
+        "epochs": 60,
+        "probe_every": 5,
+        "probe_l2": 1e-3,
+        "bag_pooling": "mean",
+    }
+
+    def validate(self) -> None:
+        c = self.config
+        check = Checker(self.name, c)
+        for key in (
+            "batch_size",
+            "epochs",
+            "hidden",
+            "proj_dim",
+            "queue_size",
+            "probe_every",
+            "restart_epochs",
+        ):
+            check.integer(key, minimum=1)
+        check.integer("pretrain_epochs", minimum=0)
+        for key in ("lr", "classifier_lr", "tau", "backbone_lr_mult", "probe_l2"):
+            check.real(key, "> 0", lambda v: v > 0)
+        for key in ("weight_decay", "classifier_weight_decay"):
+            check.real(key, ">= 0", lambda v: v >= 0)
+        for key in ("momentum", "mask_ratio", "dropout"):
+            check.real(key, "in [0, 1)", lambda v: 0 <= v < 1)
+        if "positives" in c:
+            check.choice("positives", POSITIVE_SETS)
+        check.choice("classifier", CLASSIFIERS)
+        check.choice("optimizer", OPTIMIZERS)
+        check.choice("schedule", SCHEDULES)
+        check.choice("bag_pooling", BAG_POOLINGS)
+        if c["queue_size"] < c["batch_size"]:
+            raise MimlTuneError(
+                f"model {self.name!r}: queue_size must be >= batch_size (one batch of keys is "
+                f"pushed onto the queue per step), got queue_size={c['queue_size']} and "
+                f"batch_size={c['batch_size']}; raise queue_size or lower batch_size"
+            )
+
+    # ------------------------------------------------------------------------------- setup
+    def _build_model(self, in_dim: int) -> MulSupCon:
+        c = self.config
+        return MulSupCon(
+            in_dim,
+            self.n_labels,
+            hidden=c["hidden"],
+            proj_dim=c["proj_dim"],
+            dropout=c["dropout"],
+            tau=c["tau"],
+            momentum=c["momentum"],
+            queue_size=c["queue_size"],
+            positives=c["positives"],
+        )
+
+    def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
+        c = self.config
+        y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
+        pooled = pool_bags(bags, c["bag_pooling"])
+        self.scaler = InstanceStandardizer().fit([pooled])
+        self._x = self.encode(bags)
+        self._y = torch.as_tensor(y, dtype=torch.float32, device=self.device)
+        self._order = torch.Generator().manual_seed(self.seed)
+        self.seed_rng(self.seed + 1)
+        with self.own_rng():
+            self.model = self._build_model(pooled_dim(self.n_features, c["bag_pooling"]))
+            self.model.to(self.device)
+        encoder = [
+            param
+            for name, param in self.model.named_parameters()
+            if param.requires_grad and not name.startswith("classifier.")
+        ]
+        self.optimizer = self._optimizer([{"params": encoder}], c["lr"], c["weight_decay"])
+        self.scheduler = self._scheduler(int(c["pretrain_epochs"]), c["lr"])
+        self.probe = LinearProbe(c["probe_l2"])
+        self._probe_epoch: int | None = None
+        self.classifier_stage = False
+        self.epoch = 0
+
+    def _optimizer(
+        self, groups: list[dict[str, Any]], lr: float, weight_decay: float
+    ) -> torch.optim.Optimizer:
+        cls = torch.optim.AdamW if self.config["optimizer"] == "adamw" else torch.optim.Adam
+        return cls(groups, lr=lr, weight_decay=weight_decay)
+
+    def _scheduler(self, epochs: int, lr: float) -> torch.optim.lr_scheduler.LRScheduler | None:
+        schedule = self.config["schedule"]
+        if schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=max(1, epochs), eta_min=0.01 * lr
+            )
+        if schedule == "warm_restarts":
+            return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+                self.optimizer, T_0=int(self.config["restart_epochs"]), T_mult=2, eta_min=0.01 * lr
+            )
+        return None
+
+    def encode(self, bags: Sequence[np.ndarray]) -> Tensor:
+        """Pooled, standardised bags, ``(n, pooled_dim)`` float32 on the learner's device."""
+        width = pooled_dim(self.n_features, self.config["bag_pooling"])
+        if len(bags) == 0:
+            return torch.zeros(0, width, device=self.device)
+        pooled = pool_bags(bags, self.config["bag_pooling"])
+        (x,) = self.scaler.transform([pooled])
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+    # ---------------------------------------------------------------------------- training
+    def train_epoch(self) -> float:
+        c = self.config
+        self.epoch += 1
+        pretraining = self.epoch <= int(c["pretrain_epochs"])
+        if not pretraining and not self.classifier_stage:
+            self._start_classifier_stage()
+        order = torch.randperm(len(self._x), generator=self._order).tolist()
+        size = int(c["batch_size"])
+        total, seen = 0.0, 0
+        with self.own_rng():
+            self._train_mode(pretraining)
+            for start in range(0, len(order), size):
+                indices = order[start : start + size]
+                x, y = self._x[indices], self._y[indices]
+                if pretraining:
+                    ratio = float(c["mask_ratio"])
+                    loss = self.model.pretrain_loss(random_mask(x, ratio), random_mask(x, ratio), y)
+                else:
+                    loss = F.binary_cross_entropy_with_logits(self.model(x), y)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    stage = "pre-training" if pretraining else "classifier"
+                    raise FloatingPointError(
+                        f"{self.name} {stage} loss is {value} in epoch {self.epoch} "
+                        f"(lr={c['lr']}, classifier_lr={c['classifier_lr']}); "
+                        "try a smaller learning rate"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                if loss.requires_grad:
+                    loss.backward()
+                    self.optimizer.step()
+                total += value * len(indices)
+                seen += len(indices)
+        if self.scheduler is not None and self.epoch <= int(c["epochs"]):
+            self.scheduler.step()
+        return total / seen
+
+    def _train_mode(self, pretraining: bool) -> None:
+        self.model.train()
+        if not pretraining and self.config["classifier"] == "linear":
+            self.model.backbone.eval()  # a frozen encoder: no dropout either
+
+    def _start_classifier_stage(self) -> None:
+        c = self.config
+        self._init_classifier()
+        lr = float(c["classifier_lr"])
+        groups: list[dict[str, Any]] = [{"params": list(self.model.classifier.parameters())}]
+        if c["classifier"] == "finetune":
+            groups.append(
+                {"params": list(self.model.backbone.parameters()), "lr": lr * c["backbone_lr_mult"]}
+            )
+        else:
+            self.model.backbone.requires_grad_(False)
+        self.optimizer = self._optimizer(groups, lr, float(c["classifier_weight_decay"]))
+        self.scheduler = self._scheduler(int(c["epochs"]) - int(c["pretrain_epochs"]), lr)
+        self.classifier_stage = True
+
+    def _init_classifier(self) -> None:
+        """Starts the classifier from the linear probe on the pre-trained features (from the
+        label frequencies' log-odds when there was no pre-training)."""
+        if int(self.config["pretrain_epochs"]) == 0:
+            with torch.no_grad():
+                freq = self._y.mean(dim=0).clamp(1e-3, 1 - 1e-3)
+                self.model.classifier.bias.copy_(torch.log(freq / (1 - freq)))
+            return
+        self._fitted_probe()
+        weight, bias = self.probe.as_linear()
+        with torch.no_grad():
+            self.model.classifier.weight.copy_(weight.t())
+            self.model.classifier.bias.copy_(bias)
+
+    # -------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def _features(self, x: Tensor) -> Tensor:
+        self.model.eval()
+        parts = [
+            self.model.features(x[i : i + _PREDICT_BATCH]) for i in range(0, len(x), _PREDICT_BATCH)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, self.model.hidden, device=x.device)
+
+    def _fitted_probe(self) -> LinearProbe:
+        """The probe, refitted if it is older than ``probe_every`` epochs or if pre-training
+        has just ended."""
+        last = min(self.epoch, int(self.config["pretrain_epochs"]))
+        stale = (
+            self._probe_epoch is None
+            or last - self._probe_epoch >= int(self.config["probe_every"])
+            or (last == int(self.config["pretrain_epochs"]) and self._probe_epoch != last)
+        )
+        if stale:
+            self.probe.fit(self._features(self._x), self._y)
+            self._probe_epoch = last
+        return self.probe
+
+    @torch.no_grad()
+    def predict(self, encoded: Tensor) -> np.ndarray:
+        if len(encoded) == 0:
+            return np.zeros((0, self.n_labels))
+        if self.classifier_stage:
+            self.model.eval()
+            logits = torch.cat(
+                [
+                    self.model(encoded[i : i + _PREDICT_BATCH])
+                    for i in range(0, len(encoded), _PREDICT_BATCH)
+                ]
+            )
+        else:
+            logits = self._fitted_probe().logits(self._features(encoded))
+        return torch.sigmoid(logits).double().cpu().numpy()

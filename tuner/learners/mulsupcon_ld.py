@@ -1,0 +1,75 @@
+"""MulSupCon_LD as a learner: the MulSupCon learner with the label-distribution model."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from models.mulsupcon_ld import RECOVERIES, MulSupConLD
+from tuner.learners.checks import Checker
+from tuner.learners.mulsupcon import MulSupConLearner
+
+HEAD_INITS = ("probe", "distribution_head")
+
+
+class MulSupConLDLearner(MulSupConLearner):
+    """Trains :class:`~models.mulsupcon_ld.MulSupConLD` on the training bags of one fold.
+
+    Everything is as in :class:`~tuner.learners.mulsupcon.MulSupConLearner` (pooling,
+    standardisation, two masked views, the probe during pre-training, the classifier stage),
+    except the model: positives are always ANY (so there is no ``positives`` parameter), the
+    loss is the distribution-weighted contrastive loss plus the label-distribution recovery
+    terms (``alpha``, ``beta``, ``recovery``, ``sigma``).
+
+    ``head_init`` picks the classifier's starting point when the classifier stage begins:
+    ``"probe"`` (the linear probe on the pre-trained features, as for MulSupCon) or
+    ``"distribution_head"`` (the paper's choice: the fully connected layer that produced the
+    label distributions is trained further with BCE).
+    """
+
+    name: ClassVar[str] = "mulsupcon_ld"
+    defaults: ClassVar[dict[str, Any]] = {
+        **{k: v for k, v in MulSupConLearner.defaults.items() if k != "positives"},
+        "alpha": 0.1,
+        "beta": 0.001,
+        "recovery": "cld",
+        "sigma": 0.01,
+        "head_init": "probe",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        check = Checker(self.name, self.config)
+        for key in ("alpha", "beta"):
+            check.real(key, ">= 0", lambda v: v >= 0)
+        check.real("sigma", "> 0", lambda v: v > 0)
+        check.choice("recovery", RECOVERIES)
+        check.choice("head_init", HEAD_INITS)
+
+    def _build_model(self, in_dim: int) -> MulSupConLD:
+        c = self.config
+        return MulSupConLD(
+            in_dim,
+            self.n_labels,
+            hidden=c["hidden"],
+            proj_dim=c["proj_dim"],
+            dropout=c["dropout"],
+            tau=c["tau"],
+            momentum=c["momentum"],
+            queue_size=c["queue_size"],
+            alpha=c["alpha"],
+            beta=c["beta"],
+            recovery=c["recovery"],
+            sigma=c["sigma"],
+        )
+
+    def _init_classifier(self) -> None:
+        if self.config["head_init"] == "probe" or int(self.config["pretrain_epochs"]) == 0:
+            super()._init_classifier()
+            return
+        model = self.model
+        if not isinstance(model, MulSupConLD):  # pragma: no cover - built by _build_model
+            raise TypeError(f"expected a MulSupConLD model, got {type(model).__name__}")
+        with torch.no_grad():
+            model.init_classifier_from_distribution_head()
