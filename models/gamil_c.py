@@ -81,7 +81,7 @@ class GAMILC(nn.Module):
         - **forward** / **classify** output: logits ``(B, n_labels)``
         - **embed** output: bag vectors ``(B, hidden)``
         - **project** output: ``(B, proj_dim)``
-        - **instance_logits** output: ``(N, n_labels)``
+        - **instance_logits** / **singleton_logits** output: ``(N, n_labels)``
     """
 
     def __init__(
@@ -227,8 +227,28 @@ class GAMILC(nn.Module):
         return self.classify(self.embed(data))
 
     def instance_logits(self, data: Data | Batch) -> Tensor:
-        """The head applied to each instance's representation: ``(N, n_labels)`` (no mixing)."""
+        """The head applied to each instance's representation: ``(N, n_labels)`` (no mixing).
+
+        The head is trained on pooled bag vectors; with attention pooling these come out of the
+        pooling's output layer, not the instance space, so the head's reading of a raw instance
+        representation is not a trained prediction. :meth:`singleton_logits` is.
+        """
         return self.head(self.instance_embeddings(data))
+
+    def singleton_logits(self, data: Data | Batch) -> Tensor:
+        """Logits ``(N, n_labels)`` of each instance as a bag of its own, in its bag's context.
+
+        Each instance's representation (after the GATv2 stack over its whole bag graph) is
+        pooled as the only instance of a bag: every attention head gives it weight 1 (eq. 13),
+        so the pooled vector is the representation repeated ``pool_heads`` times through the
+        pooling's output layer (mean pooling: the representation itself). Then the head
+        (eq. 18) and the correlation mixing (eq. 16), exactly as :meth:`forward` does for a bag.
+        For a bag of one instance it equals :meth:`forward`.
+        """
+        h = self.instance_embeddings(data)
+        if self.pool_out is not None:
+            h = self.pool_out(h.repeat(1, self.pool_heads))
+        return self.classify(h)
 
     def correlation_offdiag(self) -> Tensor | None:
         """:math:`C_{\\mathrm{off}}` ``(L, L)`` (eq. 14-15), or ``None`` without correlation."""
