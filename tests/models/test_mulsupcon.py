@@ -1,0 +1,171 @@
+"""MulSupCon: queue, momentum update, masking, shapes, repr, determinism, gradients, checks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from models.losses import contrastive_log_prob, multi_label_supcon_loss
+from models.mulsupcon import LabelledQueue, MulSupCon, random_mask
+
+IN_DIM, N_LABELS = 7, 4
+SMALL = {"hidden": 16, "proj_dim": 8, "queue_size": 12}
+
+
+def _model(seed: int = 0, **kwargs) -> MulSupCon:
+    torch.manual_seed(seed)
+    return MulSupCon(IN_DIM, N_LABELS, **{**SMALL, **kwargs})
+
+
+def _batch(seed: int = 0, b: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, IN_DIM, generator=gen)
+    y = (torch.rand(b, N_LABELS, generator=gen) > 0.5).float()
+    y[0, 0] = 1.0
+    return x, y
+
+
+def test_queue_is_first_in_first_out() -> None:
+    queue = LabelledQueue(5, {"keys": 2, "labels": 1})
+    assert len(queue) == 0 and queue.contents()["keys"].shape == (0, 2)
+    rows = torch.arange(16, dtype=torch.float32).reshape(8, 2)
+    queue.push(keys=rows[:3], labels=torch.arange(3.0).unsqueeze(1))
+    assert len(queue) == 3
+    torch.testing.assert_close(queue.contents()["keys"], rows[:3])
+    queue.push(keys=rows[3:6], labels=torch.arange(3.0, 6.0).unsqueeze(1))  # wraps around
+    assert len(queue) == 5
+    torch.testing.assert_close(queue.contents()["keys"], rows[1:6])  # oldest (row 0) dropped
+    torch.testing.assert_close(queue.contents()["labels"].squeeze(1), torch.arange(1.0, 6.0))
+    queue.push(keys=rows[6:8], labels=torch.zeros(2, 1))
+    torch.testing.assert_close(queue.contents()["keys"], rows[3:8])
+    queue.reset_parameters()
+    assert len(queue) == 0
+    with pytest.raises(ValueError, match="exactly the fields"):
+        queue.push(keys=rows[:1])
+    with pytest.raises(ValueError, match="at most size=5"):
+        queue.push(keys=rows[:6], labels=torch.zeros(6, 1))
+    assert "size=5" in repr(queue)
+
+
+def test_momentum_update_math() -> None:
+    model = _model(momentum=0.9)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(1.0)  # the query encoder moved away from the key encoder
+    before = [p.clone() for p in model.key_backbone.parameters()]
+    query = [p.clone() for p in model.backbone.parameters()]
+    model.momentum_update()
+    for key, old, q in zip(model.key_backbone.parameters(), before, query, strict=True):
+        torch.testing.assert_close(key, 0.9 * old + 0.1 * q)
+    assert not any(p.requires_grad for p in model.key_backbone.parameters())
+
+
+def test_keys_start_as_a_copy_of_the_query_encoder() -> None:
+    model = _model(dropout=0.0).eval()
+    x, _ = _batch()
+    torch.testing.assert_close(model.key(x), model.query(x))
+
+
+def test_pretrain_loss_matches_the_loss_function_and_fills_the_queue() -> None:
+    model = _model(dropout=0.0, momentum=0.5)
+    x, y = _batch()
+    x2, y2 = _batch(seed=1)
+    model.pretrain_loss(x, x, y)  # first batch: the queue now holds its 6 keys
+    assert len(model.queue) == 6
+    reference = copy.deepcopy(model)
+    loss = model.pretrain_loss(x2, x2 + 0.1, y2)
+    reference.momentum_update()
+    keys = torch.cat([reference.key(x2 + 0.1), reference.queue.contents()["keys"]])
+    labels = torch.cat([y2, reference.queue.contents()["labels"]])
+    expected = multi_label_supcon_loss(
+        contrastive_log_prob(reference.query(x2), keys, reference.tau), y2, labels
+    )
+    torch.testing.assert_close(loss, expected)
+    assert len(model.queue) == 12
+
+
+@pytest.mark.parametrize("positives", ["all", "any", "mulsupcon"])
+def test_every_positive_set_trains_and_reaches_every_parameter(positives: str) -> None:
+    model = _model(positives=positives)
+    x, y = _batch()
+    model.pretrain_loss(x, x, y)
+    loss = model.pretrain_loss(random_mask(x, 0.5), random_mask(x, 0.5), y)
+    loss = loss + model(x).pow(2).sum()
+    assert bool(torch.isfinite(loss))
+    loss.backward()
+    for name, param in model.named_parameters():
+        if name.startswith("key_"):
+            assert param.grad is None, name
+            continue
+        assert param.grad is not None and bool(param.grad.abs().sum() > 0), name
+
+
+def test_output_shapes_repr_and_defaults() -> None:
+    model = _model()
+    x, _ = _batch()
+    assert model(x).shape == (6, N_LABELS)
+    assert model.features(x).shape == (6, 16)
+    q = model.query(x)
+    assert q.shape == (6, 8)
+    torch.testing.assert_close(q.norm(dim=1), torch.ones(6))
+    assert repr(MulSupCon(103, 14)) == (
+        "MulSupCon(103, 14, hidden=256, proj_dim=128, positives='mulsupcon', tau=0.1, "
+        "momentum=0.999, queue_size=1024)"
+    )
+    assert len([m for m in model.backbone if isinstance(m, torch.nn.Linear)]) == 3
+
+
+def test_same_seed_same_outputs_and_reset_parameters() -> None:
+    x, _ = _batch()
+    a, b = _model(seed=3).eval(), _model(seed=3).eval()
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    assert not torch.allclose(a(x), _model(seed=4).eval()(x))
+    a.pretrain_loss(x, x, torch.ones(6, N_LABELS))
+    with torch.no_grad():
+        for p in a.parameters():
+            p.fill_(0.3)
+    torch.manual_seed(3)
+    a.reset_parameters()
+    assert len(a.queue) == 0
+    for p, q in zip(a.key_backbone.parameters(), a.backbone.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert not bool((a.classifier.weight == 0.3).all())
+
+
+def test_random_mask() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(200, 50)
+    masked = random_mask(x, 0.5)
+    assert set(masked.unique().tolist()) == {0.0, 1.0}
+    assert 0.45 < float((masked == 0).float().mean()) < 0.55
+    assert random_mask(x, 0.0) is x
+    with pytest.raises(ValueError, match="0 <= ratio < 1"):
+        random_mask(x, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"in_dim": 0}, r"in_dim must be an integer >= 1, got in_dim=0"),
+        ({"hidden": True}, r"hidden must be an integer >= 1, got hidden=True"),
+        ({"proj_dim": 0}, r"proj_dim must be an integer >= 1"),
+        ({"queue_size": 0}, r"queue_size must be an integer >= 1"),
+        ({"dropout": 1.0}, r"dropout must satisfy 0 <= dropout < 1"),
+        ({"tau": 0.0}, r"tau must be a finite number > 0, got tau=0.0"),
+        ({"momentum": 1.0}, r"momentum must satisfy 0 <= momentum < 1, got momentum=1.0"),
+        ({"positives": "some"}, r"positives must be one of .*got positives='some'"),
+    ],
+)
+def test_argument_checks(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MulSupCon(**{"in_dim": IN_DIM, "n_labels": N_LABELS, **SMALL, **kwargs})
+
+
+def test_wrong_shapes_are_reported() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match=r"x of shape \(B, 7\), got \(2, 3\)"):
+        model(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="pretrain_loss needs two views"):
+        model.pretrain_loss(torch.ones(2, IN_DIM), torch.ones(2, IN_DIM), torch.ones(3, 4))
