@@ -162,11 +162,6 @@ def _roles(
                 f"as {_declared(attr)}; labels must be nominal {{0,1}} (or numeric 0/1)"
             )
     features = [i for i, a in enumerate(attributes) if a.name not in wanted_set]
-    if any(a.kind == "relational" for a in attributes):
-        raise MimlTuneError(
-            f"{path}: has a relational (bag) attribute, so it is MIML ARFF, not Mulan ARFF; "
-            "read it with read_miml_arff (load_dataset picks the reader by content)"
-        )
     other = [attributes[i] for i in features if attributes[i].kind != "numeric"]
     if other:
         more = f" (and {len(other) - 1} more)" if len(other) > 1 else ""
@@ -266,6 +261,11 @@ def _read_part(path: Path, xml_path: Path, wanted: list[str] | None) -> _Part:
     where = str(path)
     text = _read_text(path)
     attributes, _, rows = _parse_header(path, text)
+    if any(a.kind == "relational" for a in attributes):
+        raise MimlTuneError(
+            f"{path}: has a relational (bag) attribute, so it is MIML ARFF, not Mulan ARFF; "
+            "read it with read_miml_arff (load_dataset picks the reader by content)"
+        )
     if wanted is None:
         wanted = _label_names(xml_path, path)
     feature_idx, label_idx = _roles(path, xml_path, attributes, wanted)
@@ -380,7 +380,8 @@ def read_mulan_arff(
         path of the (train) file.
 
     Raises:
-        MimlTuneError: missing or unreadable file, not an ARFF file, a missing or malformed
+        MimlTuneError: missing or unreadable file, not an ARFF file, a relational attribute
+            (MIML ARFF: use :func:`~tuner.data.arff.read_miml_arff`), a missing or malformed
             label XML or one naming an attribute the file lacks, a non-numeric feature
             attribute, a row with the wrong number of values, a bad sparse index (not an
             integer, out of range, not increasing), a label value other than 0/1, missing / NaN
