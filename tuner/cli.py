@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -131,7 +132,7 @@ def spaces(ctx: click.Context) -> None:
     def grid(spec: Any) -> str:
         return "inf" if spec.grid_size == float("inf") else f"{int(spec.grid_size):,}"
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in space_names():
         spec = load_space(name)
         rows.append(
@@ -147,7 +148,7 @@ def spaces(ctx: click.Context) -> None:
     _table(("model", "params", "grid", "description"), rows)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     n = len(header) - 1
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(n)]
     for row in [header, *rows]:
@@ -173,12 +174,21 @@ def data() -> None:
 
 @data.command("info")
 @click.argument("dataset")
+@click.option("--data", "path", type=click.Path(), help="Read this file for a registered name.")
+@click.option("--bag-key", help="Name of the bag cell array in a .mat file.")
+@click.option("--label-key", help="Name of the label matrix in a .mat file.")
 @click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
-def data_info(dataset: str, as_json: bool) -> None:
+def data_info(
+    dataset: str,
+    path: str | None,
+    bag_key: str | None,
+    label_key: str | None,
+    as_json: bool,
+) -> None:
     """Describe a dataset given by registered name or path."""
     from tuner.data import describe, format_description, load_dataset
 
-    info = describe(load_dataset(dataset))
+    info = describe(load_dataset(dataset, data=path, bag_key=bag_key, label_key=label_key))
     click.echo(json.dumps(info) if as_json else format_description(info))
 
 

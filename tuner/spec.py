@@ -298,8 +298,8 @@ def _with_model(text: str, source: str, model: str) -> SearchSpec:
         merged["description"] = f"{default['description']} (on {raw.get('dataset', '?')})"
     for section in ("budget", "scheduler"):
         if isinstance(default.get(section), dict):
-            base = raw.get(section) if isinstance(raw.get(section), dict) else {}
-            merged[section] = {**base, **default[section]}
+            base = raw.get(section)
+            merged[section] = {**(base if isinstance(base, dict) else {}), **default[section]}
     merged_text = yaml.safe_dump(merged, sort_keys=False)
     return parse_space(merged_text, source=f"{source} with --model {path.stem} ({path.name})")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -411,9 +410,7 @@ def test_real_mulan_pairs(
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        start = time.perf_counter()
         ds = read_mulan_arff(shared_data / "mulan" / f"{stem}-test.arff")
-        seconds = time.perf_counter() - start
     assert ds.name == stem
     n_labels = len(label_names)
     assert (ds.n_bags, ds.n_features, ds.n_labels) == (n_train + n_test, n_features, n_labels)
@@ -425,8 +422,6 @@ def test_real_mulan_pairs(
     assert ds.labels.shape == (n_train + n_test, n_labels)
     # Every example has at least one label in both sets.
     assert ds.labels.sum(axis=1).min() >= 1
-    # Loading is a small part of a trial: well under 2 s even on a busy machine.
-    assert seconds < 2.0, f"{stem} took {seconds:.2f} s"
 
 
 def test_real_yeast_equals_scipy(shared_data: Path) -> None:
