@@ -22,6 +22,7 @@ CLASSIFIERS = ("finetune", "linear")
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("cosine", "warm_restarts", "constant")
 _PREDICT_BATCH = 1024
+_FLOOR = 0.01  # schedules decay to 1% of the initial rate
 
 
 class LinearProbe:
@@ -99,8 +100,9 @@ class MulSupConLearner(OwnRNG, Learner):
     classifier on unmasked inputs: ``classifier="linear"`` freezes the backbone (linear probe,
     dropout off), ``"finetune"`` trains it too at ``classifier_lr * backbone_lr_mult``. Each
     stage has its own optimiser (``optimizer``: Adam or AdamW) and its own schedule over its own
-    epochs (``cosine`` decays to 1% of the rate; ``warm_restarts`` is
-    ``CosineAnnealingWarmRestarts(restart_epochs, 2)``, MulSupCon_LD's choice). With
+    epochs (``cosine`` decays to 1% of the rate; ``warm_restarts`` restarts that decay after
+    ``restart_epochs``, then twice as long each time, MulSupCon_LD's
+    ``CosineAnnealingWarmRestarts(T_0, T_mult=2)``). With
     ``pretrain_epochs >= epochs`` the trial only pre-trains and scores the probe below; with
     ``pretrain_epochs = 0`` it is plain BCE training of the MLP.
 
@@ -214,7 +216,7 @@ class MulSupConLearner(OwnRNG, Learner):
             if param.requires_grad and not name.startswith("classifier.")
         ]
         self.optimizer = self._optimizer([{"params": encoder}], c["lr"], c["weight_decay"])
-        self.scheduler = self._scheduler(int(c["pretrain_epochs"]), c["lr"])
+        self.scheduler = self._scheduler(int(c["pretrain_epochs"]))
         self.probe = LinearProbe(c["probe_l2"])
         self._probe_epoch: int | None = None
         self.classifier_stage = False
@@ -226,17 +228,26 @@ class MulSupConLearner(OwnRNG, Learner):
         cls = torch.optim.AdamW if self.config["optimizer"] == "adamw" else torch.optim.Adam
         return cls(groups, lr=lr, weight_decay=weight_decay)
 
-    def _scheduler(self, epochs: int, lr: float) -> torch.optim.lr_scheduler.LRScheduler | None:
+    def _scheduler(self, epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The stage's schedule as a factor on every group's rate, so that the backbone keeps
+        its ``backbone_lr_mult`` ratio to the classifier all along (an absolute ``eta_min``,
+        as in torch's cosine schedulers, would not)."""
         schedule = self.config["schedule"]
-        if schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(1, epochs), eta_min=0.01 * lr
-            )
-        if schedule == "warm_restarts":
-            return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-                self.optimizer, T_0=int(self.config["restart_epochs"]), T_mult=2, eta_min=0.01 * lr
-            )
-        return None
+        if schedule == "constant":
+            return None
+        period = int(self.config["restart_epochs"])
+
+        def factor(epoch: int) -> float:
+            if schedule == "cosine":
+                position = min(epoch, max(1, epochs)) / max(1, epochs)
+            else:  # warm restarts with T_0 = restart_epochs and T_mult = 2
+                length = period
+                while epoch >= length:
+                    epoch, length = epoch - length, 2 * length
+                position = epoch / length
+            return _FLOOR + (1 - _FLOOR) * 0.5 * (1 + math.cos(math.pi * position))
+
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
     def encode(self, bags: Sequence[np.ndarray]) -> Tensor:
         """Pooled, standardised bags, ``(n, pooled_dim)`` float32 on the learner's device."""
@@ -302,7 +313,7 @@ class MulSupConLearner(OwnRNG, Learner):
         else:
             self.model.backbone.requires_grad_(False)
         self.optimizer = self._optimizer(groups, lr, float(c["classifier_weight_decay"]))
-        self.scheduler = self._scheduler(int(c["epochs"]) - int(c["pretrain_epochs"]), lr)
+        self.scheduler = self._scheduler(int(c["epochs"]) - int(c["pretrain_epochs"]))
         self.classifier_stage = True
 
     def _init_classifier(self) -> None:

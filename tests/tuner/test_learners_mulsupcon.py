@@ -1,0 +1,380 @@
+"""MulSupCon and MulSupCon_LD learners: checks, the probe, the two stages, determinism, and
+real learning on Birds (pooled) and Mulan yeast."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import label_ranking_average_precision_score
+
+from tuner.errors import MimlTuneError
+from tuner.learners import resolve_learner
+from tuner.learners.mulsupcon import MulSupConLearner
+from tuner.learners.mulsupcon_ld import MulSupConLDLearner
+
+# Small enough for a 2-core CI machine, large enough to show real learning.
+SMALL = {
+    "hidden": 64,
+    "proj_dim": 32,
+    "batch_size": 32,
+    "queue_size": 128,
+    "pretrain_epochs": 6,
+    "epochs": 12,
+    "probe_every": 3,
+}
+LEARNERS = [MulSupConLearner, MulSupConLDLearner]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass
+class Split:
+    train_bags: list[np.ndarray]
+    train_labels: np.ndarray
+    test_bags: list[np.ndarray]
+    test_labels: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return self.train_bags[0].shape[1]
+
+    @property
+    def n_labels(self) -> int:
+        return self.train_labels.shape[1]
+
+    def average_precision(self, scores: np.ndarray) -> float:
+        """Example-based AP over test bags with at least one positive and one negative label."""
+        counts = self.test_labels.sum(axis=1)
+        rows = (counts > 0) & (counts < self.n_labels)
+        return float(label_ranking_average_precision_score(self.test_labels[rows], scores[rows]))
+
+    def label_frequency_ap(self) -> float:
+        """The trivial predictor: every bag scored by the training label frequencies."""
+        scores = np.tile(self.train_labels.mean(axis=0), (len(self.test_bags), 1))
+        return self.average_precision(scores)
+
+
+@pytest.fixture(scope="module")
+def birds() -> Split:
+    from tuner.data import load_dataset
+
+    data = load_dataset("birds")
+    perm = np.random.default_rng(0).permutation(len(data.bags))
+    cut = len(perm) * 2 // 3
+    train, test = perm[:cut], perm[cut:]
+    return Split(
+        [data.bags[i] for i in train],
+        data.labels[train],
+        [data.bags[i] for i in test],
+        data.labels[test],
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(birds: Split) -> Split:
+    return Split(
+        birds.train_bags[:40], birds.train_labels[:40], birds.test_bags[:20], birds.test_labels[:20]
+    )
+
+
+def _learner(cls, split: Split, config: dict, seed: int = 0):
+    return cls(config, n_features=split.n_features, n_labels=split.n_labels, seed=seed)
+
+
+def _trained(cls, split: Split, config: dict, seed: int = 0):
+    learner = _learner(cls, split, config, seed)
+    learner.setup(split.train_bags, split.train_labels)
+    losses = [learner.train_epoch() for _ in range(learner.epochs)]
+    return learner, losses
+
+
+# ------------------------------------------------------------------------------- configuration
+def test_registry_and_defaults() -> None:
+    assert resolve_learner("mulsupcon") is MulSupConLearner
+    assert resolve_learner("MulSupCon-LD") is MulSupConLDLearner
+    assert MulSupConLearner.defaults == {
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "optimizer": "adamw",
+        "schedule": "cosine",
+        "restart_epochs": 50,
+        "batch_size": 32,
+        "tau": 0.1,
+        "momentum": 0.99,
+        "queue_size": 1024,
+        "mask_ratio": 0.5,
+        "hidden": 256,
+        "proj_dim": 128,
+        "dropout": 0.1,
+        "positives": "mulsupcon",
+        "classifier": "finetune",
+        "classifier_lr": 1e-3,
+        "classifier_weight_decay": 1e-5,
+        "backbone_lr_mult": 0.1,
+        "pretrain_epochs": 40,
+        "epochs": 60,
+        "probe_every": 5,
+        "probe_l2": 1e-3,
+        "bag_pooling": "mean",
+    }
+    ld = dict(MulSupConLearner.defaults)
+    del ld["positives"]  # always ANY
+    ld.update(alpha=0.1, beta=0.001, recovery="cld", sigma=0.01, head_init="probe")
+    assert MulSupConLDLearner.defaults == ld
+    assert MulSupConLearner({}, n_features=3, n_labels=2).epochs == 60
+
+
+COMMON_CHECKS = [
+    ({"lr": 0.0}, r"lr must be a finite number > 0, got lr=0.0"),
+    ({"classifier_lr": -1.0}, r"classifier_lr must be a finite number > 0"),
+    ({"weight_decay": -1e-4}, r"weight_decay must be a finite number >= 0"),
+    ({"classifier_weight_decay": "x"}, r"classifier_weight_decay must be a finite number >= 0"),
+    ({"optimizer": "sgd"}, r"optimizer must be one of 'adamw', 'adam', got optimizer='sgd'"),
+    ({"schedule": "step"}, r"schedule must be one of 'cosine', 'warm_restarts', 'constant'"),
+    ({"restart_epochs": 0}, r"restart_epochs must be an integer >= 1"),
+    ({"batch_size": 0}, r"batch_size must be an integer >= 1, got batch_size=0"),
+    ({"tau": 0}, r"tau must be a finite number > 0, got tau=0"),
+    ({"momentum": 1.0}, r"momentum must be a finite number in \[0, 1\), got momentum=1.0"),
+    ({"queue_size": 0}, r"queue_size must be an integer >= 1"),
+    ({"queue_size": 16, "batch_size": 32}, r"queue_size must be >= batch_size.*queue_size=16"),
+    ({"mask_ratio": 1.0}, r"mask_ratio must be a finite number in \[0, 1\)"),
+    ({"hidden": 0}, r"hidden must be an integer >= 1"),
+    ({"proj_dim": 2.5}, r"proj_dim must be an integer >= 1, got proj_dim=2.5"),
+    ({"dropout": -0.1}, r"dropout must be a finite number in \[0, 1\)"),
+    ({"classifier": "mlp"}, r"classifier must be one of 'finetune', 'linear'"),
+    ({"backbone_lr_mult": 0.0}, r"backbone_lr_mult must be a finite number > 0"),
+    ({"pretrain_epochs": -1}, r"pretrain_epochs must be an integer >= 0"),
+    ({"epochs": True}, r"epochs must be an integer >= 1, got epochs=True"),
+    ({"probe_every": 0}, r"probe_every must be an integer >= 1"),
+    ({"probe_l2": 0.0}, r"probe_l2 must be a finite number > 0"),
+    ({"bag_pooling": "sum"}, r"bag_pooling must be one of 'mean', 'max', 'mean_max'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        *COMMON_CHECKS,
+        ({"positives": "some"}, r"positives must be one of 'all', 'any', 'mulsupcon'"),
+        ({"alpha": 0.1}, r"model 'mulsupcon' has no hyper-parameter 'alpha'"),
+    ],
+)
+def test_mulsupcon_config_checks(config: dict, message: str) -> None:
+    with pytest.raises(MimlTuneError, match=message):
+        MulSupConLearner(config, n_features=3, n_labels=2)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        *COMMON_CHECKS,
+        ({"alpha": -1.0}, r"alpha must be a finite number >= 0, got alpha=-1.0"),
+        ({"beta": float("inf")}, r"beta must be a finite number >= 0, got beta=inf"),
+        ({"sigma": 0.0}, r"sigma must be a finite number > 0, got sigma=0.0"),
+        ({"recovery": "ld"}, r"recovery must be one of 'cld', 'rld', got recovery='ld'"),
+        ({"head_init": "zero"}, r"head_init must be one of 'probe', 'distribution_head'"),
+        ({"positives": "all"}, r"model 'mulsupcon_ld' has no hyper-parameter 'positives'"),
+    ],
+)
+def test_mulsupcon_ld_config_checks(config: dict, message: str) -> None:
+    with pytest.raises(MimlTuneError, match=message):
+        MulSupConLDLearner(config, n_features=3, n_labels=2)
+
+
+# ------------------------------------------------------------------------------ real learning
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_beats_the_label_frequency_predictor_on_birds(birds: Split, cls) -> None:
+    learner, losses = _trained(cls, birds, SMALL)
+    scores = learner.predict(learner.encode(birds.test_bags))
+    assert scores.shape == birds.test_labels.shape
+    assert bool(((scores > 0) & (scores < 1)).all())
+    assert losses[-1] < losses[SMALL["pretrain_epochs"]]  # the classifier stage learns
+    baseline = birds.label_frequency_ap()
+    ap = birds.average_precision(scores)
+    # Seen: baseline 0.396; MulSupCon 0.574, MulSupCon_LD 0.585 (pooled bags, 12 epochs).
+    assert ap > baseline + 0.1, (ap, baseline)
+
+
+@pytest.fixture(scope="module")
+def yeast(shared_data) -> Split:
+    from tuner.data.mulan import read_mulan_arff
+
+    data = read_mulan_arff(shared_data / "mulan" / "yeast-train.arff")
+    test = np.asarray(data.test_mask)
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+    return Split(
+        [data.bags[i] for i in train_rows],
+        np.asarray(data.labels)[train_rows],
+        [data.bags[i] for i in test_rows],
+        np.asarray(data.labels)[test_rows],
+    )
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_beats_the_label_frequency_predictor_on_yeast(yeast: Split, cls) -> None:
+    learner, _ = _trained(cls, yeast, {**SMALL, "pretrain_epochs": 5, "epochs": 15})
+    scores = learner.predict(learner.encode(yeast.test_bags))
+    baseline = yeast.label_frequency_ap()
+    ap = yeast.average_precision(scores)
+    # Seen: baseline 0.705; MulSupCon 0.743, MulSupCon_LD 0.742 (official split, 15 epochs).
+    assert ap > baseline + 0.03, (ap, baseline)
+
+
+def test_the_probe_scores_pre_training_epochs(birds: Split) -> None:
+    learner = _learner(MulSupConLearner, birds, SMALL)
+    learner.setup(birds.train_bags, birds.train_labels)
+    encoded = learner.encode(birds.test_bags)
+    learner.train_epoch()
+    first = learner.predict(encoded)
+    assert not learner.classifier_stage and learner._probe_epoch == 1
+    assert birds.average_precision(first) > birds.label_frequency_ap() + 0.05
+    weight = learner.probe.weight.clone()
+    learner.train_epoch()
+    learner.predict(encoded)  # the probe is cached until probe_every epochs have passed
+    assert learner._probe_epoch == 1 and torch.equal(learner.probe.weight, weight)
+    for _ in range(2):
+        learner.train_epoch()
+    learner.predict(encoded)
+    assert learner._probe_epoch == 4
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_the_classifier_starts_from_the_last_probe(tiny: Split, cls) -> None:
+    learner = _learner(cls, tiny, {**SMALL, "pretrain_epochs": 2, "epochs": 3})
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    encoded = learner.encode(tiny.test_bags)
+    for _ in range(2):
+        learner.train_epoch()
+    probe = learner.predict(encoded)
+    learner._start_classifier_stage()
+    np.testing.assert_allclose(learner.predict(encoded), probe, rtol=1e-4, atol=1e-5)
+
+
+def test_the_ld_head_can_initialise_the_classifier(tiny: Split) -> None:
+    config = {**SMALL, "pretrain_epochs": 1, "epochs": 2, "head_init": "distribution_head"}
+    learner = _learner(MulSupConLDLearner, tiny, config)
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    learner.train_epoch()
+    learner._start_classifier_stage()
+    torch.testing.assert_close(
+        learner.model.classifier.weight, learner.model.distribution_head.weight
+    )
+
+
+def test_linear_probe_keeps_the_backbone_frozen(tiny: Split) -> None:
+    config = {**SMALL, "pretrain_epochs": 1, "epochs": 3, "classifier": "linear"}
+    learner = _learner(MulSupConLearner, tiny, config)
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    learner.train_epoch()
+    before = [p.clone() for p in learner.model.backbone.parameters()]
+    classifier = learner.model.classifier.weight.clone()
+    learner.train_epoch()
+    learner.train_epoch()
+    for a, b in zip(before, learner.model.backbone.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(classifier, learner.model.classifier.weight)
+    # fine-tuning moves the backbone, at classifier_lr * backbone_lr_mult
+    tuned = _learner(MulSupConLearner, tiny, {**config, "classifier": "finetune"})
+    tuned.setup(tiny.train_bags, tiny.train_labels)
+    tuned.train_epoch()
+    tuned.train_epoch()
+    rates = [group["lr"] for group in tuned.optimizer.param_groups]
+    assert rates[1] == pytest.approx(rates[0] * 0.1)
+
+
+# --------------------------------------------------------------------------------- machinery
+VARIANTS = [
+    (MulSupConLearner, {"positives": "all"}),
+    (MulSupConLearner, {"positives": "any"}),
+    (MulSupConLearner, {"positives": "mulsupcon", "bag_pooling": "mean_max"}),
+    (MulSupConLearner, {"pretrain_epochs": 0, "schedule": "constant", "optimizer": "adam"}),
+    (MulSupConLDLearner, {"recovery": "cld"}),
+    (MulSupConLDLearner, {"recovery": "rld", "sigma": 0.5, "schedule": "warm_restarts"}),
+]
+
+
+@pytest.mark.parametrize(("cls", "variant"), VARIANTS, ids=lambda v: str(v))
+def test_every_variant_trains(tiny: Split, cls, variant: dict) -> None:
+    config = {**SMALL, "batch_size": 16, "pretrain_epochs": 1, "epochs": 2, **variant}
+    config["pretrain_epochs"] = variant.get("pretrain_epochs", 1)
+    learner = _learner(cls, tiny, config)
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    encoded = learner.encode(tiny.test_bags)
+    for _ in range(2):
+        loss = learner.train_epoch()
+        assert np.isfinite(loss)
+        scores = learner.predict(encoded)
+        assert scores.shape == (20, tiny.n_labels)
+        assert bool(((scores >= 0) & (scores <= 1)).all())  # a probe on 40 bags can saturate
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_same_seed_same_predictions_whatever_runs_in_between(tiny: Split, cls) -> None:
+    config = {**SMALL, "batch_size": 16, "pretrain_epochs": 1, "epochs": 3}
+    a, b = _learner(cls, tiny, config, seed=7), _learner(cls, tiny, config, seed=7)
+    other = _learner(cls, tiny, config, seed=8)
+    for learner in (a, other, b):
+        learner.setup(tiny.train_bags, tiny.train_labels)
+    encoded = a.encode(tiny.test_bags)
+    for _ in range(2):
+        a.train_epoch()
+        other.train_epoch()
+    torch.manual_seed(123)
+    for _ in range(2):
+        b.train_epoch()
+    np.testing.assert_array_equal(a.predict(encoded), b.predict(encoded))
+    assert not np.array_equal(a.predict(encoded), other.predict(encoded))
+    torch.manual_seed(123)
+    expected = torch.get_rng_state()
+    a.train_epoch()
+    assert torch.equal(torch.get_rng_state(), expected)
+
+
+def test_non_finite_loss_raises_floating_point_error(tiny: Split) -> None:
+    learner = _learner(MulSupConLearner, tiny, SMALL)
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    with torch.no_grad():
+        learner.model.backbone[0].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"pre-training loss is nan in epoch 1"):
+        learner.train_epoch()
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_setup_checks_the_data_and_predicts_no_bags(tiny: Split, cls) -> None:
+    with pytest.raises(MimlTuneError, match=r"bag 0 has shape \(\d+, 38\); expected"):
+        cls({}, n_features=5, n_labels=tiny.n_labels).setup(tiny.train_bags, tiny.train_labels)
+    with pytest.raises(MimlTuneError, match=r"labels must have shape \(40, 3\)"):
+        cls({}, n_features=tiny.n_features, n_labels=3).setup(tiny.train_bags, tiny.train_labels)
+    learner = _learner(cls, tiny, SMALL)
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    assert learner.predict(learner.encode([])).shape == (0, tiny.n_labels)
+
+
+def test_encode_pools_then_uses_the_training_statistics(tiny: Split) -> None:
+    learner = _learner(MulSupConLearner, tiny, {**SMALL, "bag_pooling": "max"})
+    learner.setup(tiny.train_bags, tiny.train_labels)
+    train_max = np.stack([bag.max(axis=0) for bag in tiny.train_bags]).astype(np.float64)
+    mean, std = train_max.mean(axis=0), train_max.std(axis=0)
+    std[std == 0] = 1.0
+    (row,) = learner.encode(tiny.test_bags[:1]).numpy()
+    np.testing.assert_allclose(row, (tiny.test_bags[0].max(axis=0) - mean) / std, rtol=1e-4)
+
+
+def test_runs_in_the_cross_validation_protocol(birds: Split) -> None:
+    from tuner.data import load_dataset
+    from tuner.trial import CVProtocol, run_cv
+
+    config = {**SMALL, "pretrain_epochs": 2, "epochs": 3}
+    result = run_cv("mulsupcon_ld", config, load_dataset("birds"), CVProtocol(2, 1, 0))
+    assert result.epochs == 3 and len(result.history) == 3
+    assert 0.4 < result.summary["average_precision"] <= 1.0
