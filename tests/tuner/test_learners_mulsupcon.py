@@ -13,7 +13,7 @@ from sklearn.metrics import label_ranking_average_precision_score
 
 from tuner.errors import MimlTuneError
 from tuner.learners import resolve_learner
-from tuner.learners.mulsupcon import MulSupConLearner
+from tuner.learners.mulsupcon import THRESHOLD_GRID, MulSupConLearner, choose_thresholds
 from tuner.learners.mulsupcon_ld import MulSupConLDLearner
 
 # Small enough for a 2-core CI machine, large enough to show real learning.
@@ -126,6 +126,7 @@ def test_registry_and_defaults() -> None:
         "probe_every": 5,
         "probe_l2": 1e-3,
         "bag_pooling": "mean",
+        "threshold": "fixed",
     }
     ld = dict(MulSupConLearner.defaults)
     del ld["positives"]  # always ANY
@@ -158,6 +159,10 @@ COMMON_CHECKS = [
     ({"probe_every": 0}, r"probe_every must be an integer >= 1"),
     ({"probe_l2": 0.0}, r"probe_l2 must be a finite number > 0"),
     ({"bag_pooling": "sum"}, r"bag_pooling must be one of 'mean', 'max', 'mean_max'"),
+    (
+        {"threshold": "test"},
+        r"threshold must be one of 'fixed', 'train', 'train_global', got threshold='test'",
+    ),
 ]
 
 
@@ -378,3 +383,113 @@ def test_runs_in_the_cross_validation_protocol(birds: Split) -> None:
     result = run_cv("mulsupcon_ld", config, load_dataset("birds"), CVProtocol(2, 1, 0))
     assert result.epochs == 3 and len(result.history) == 3
     assert 0.4 < result.summary["average_precision"] <= 1.0
+
+
+# ------------------------------------------------------------------------ decision thresholds
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of one 0/1 vector, 1 when there is nothing to find and nothing was predicted."""
+    tp, denom = int((y & pred).sum()), int(y.sum() + pred.sum())
+    return 2 * tp / denom if denom else 1.0
+
+
+def test_choose_thresholds_matches_a_brute_force_search() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.random((60, 5)) < [0.1, 0.3, 0.5, 0.7, 0.0]
+    probs = np.clip(0.3 * labels + rng.random((60, 5)) * 0.8, 0, 1)
+    per_label = choose_thresholds(labels, probs, per_label=True)
+    for j in range(5):
+        scores = [
+            _f1(labels[:, j], probs[:, j] >= t) if labels[:, j].any() else 0.0
+            for t in THRESHOLD_GRID
+        ]
+        best = max(scores)
+        ties = [t for t, f in zip(THRESHOLD_GRID, scores, strict=True) if f == best]
+        assert per_label[j] == min(ties, key=lambda t: abs(t - 0.5)), j
+    assert per_label[4] == 0.5  # no positive row: nothing to choose from
+    (glob,) = set(choose_thresholds(labels, probs, per_label=False))
+    example = [
+        np.mean([_f1(y, p >= t) for y, p in zip(labels, probs, strict=True)])
+        for t in THRESHOLD_GRID
+    ]
+    assert max(example) == pytest.approx(example[list(THRESHOLD_GRID).index(glob)])
+
+
+@pytest.mark.parametrize("how", ["train", "train_global"])
+def test_thresholds_come_from_the_training_rows_only(tiny: Split, how: str) -> None:
+    config = {**SMALL, "batch_size": 16, "pretrain_epochs": 1, "epochs": 3, "threshold": how}
+    a, b = _learner(MulSupConLearner, tiny, config), _learner(MulSupConLearner, tiny, config)
+    for learner in (a, b):
+        learner.setup(tiny.train_bags, tiny.train_labels)
+    held_out = a.encode(tiny.test_bags)
+    noise = torch.randn(200, held_out.shape[1]) * 5  # very different "held-out" rows for b
+    for _ in range(3):  # both stages: the probe's epoch, then the classifier's
+        a.train_epoch()
+        b.train_epoch()
+        a.predict(held_out)
+        b.predict(noise)
+        np.testing.assert_array_equal(a.thresholds(), b.thresholds())
+        train = torch.sigmoid(a._logits(a._x)).numpy()
+        expected = choose_thresholds(tiny.train_labels > 0.5, train, per_label=how == "train")
+        np.testing.assert_array_equal(a.thresholds(), expected)
+    assert not np.all(a.thresholds() == 0.5)  # something was chosen
+    np.testing.assert_array_equal(a.predict(held_out), b.predict(held_out))
+
+
+def test_the_threshold_transform_keeps_the_rankings(tiny: Split) -> None:
+    from tuner.metrics import compute
+
+    config = {**SMALL, "batch_size": 16, "pretrain_epochs": 1, "epochs": 3}
+    scores, cuts = {}, {}
+    for how in ("fixed", "train", "train_global"):
+        learner, _ = _trained(MulSupConLearner, tiny, {**config, "threshold": how})
+        scores[how] = learner.predict(learner.encode(tiny.test_bags))
+        cuts[how] = learner.thresholds()
+    fixed = scores["fixed"]
+    np.testing.assert_array_equal(cuts["fixed"], 0.5)
+    for how in ("train", "train_global"):
+        # 0.5 on the calibrated scale is t_j on the raw one, and each label's order is kept
+        np.testing.assert_array_equal(scores[how] >= 0.5, fixed >= cuts[how])
+        for j in range(tiny.n_labels):
+            assert np.all(np.diff(scores[how][np.argsort(fixed[:, j], kind="stable"), j]) >= 0)
+        mean_ap = compute(tiny.test_labels, scores[how], "mean_average_precision")
+        assert mean_ap == pytest.approx(compute(tiny.test_labels, fixed, "mean_average_precision"))
+    # one threshold for all labels: the label ranking in every bag is kept too
+    assert tiny.average_precision(scores["train_global"]) == pytest.approx(
+        tiny.average_precision(fixed)
+    )
+
+
+def test_report_train_thresholds_on_yeast(shared_data, capsys) -> None:
+    """Reports (does not assert) the official-split F1s of the defaults with each threshold;
+    asserts only what must hold whatever the numbers: the rankings do not move."""
+    from tuner.data import load_dataset
+    from tuner.metrics import compute
+
+    data = load_dataset("yeast", data=shared_data / "mulan" / "yeast-train.arff")
+    test = np.asarray(data.test_mask)
+    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
+    learner = MulSupConLearner(
+        {"threshold": "train_global"}, n_features=data.n_features, n_labels=data.n_labels
+    )
+    learner.setup([data.bags[i] for i in train_rows], data.labels[train_rows])
+    for _ in range(learner.epochs):
+        learner.train_epoch()
+    encoded = learner.encode([data.bags[i] for i in test_rows])
+    names = ["example_f1", "macro_f1", "micro_f1", "mean_average_precision", "average_precision"]
+    results = {}
+    for how in ("fixed", "train", "train_global"):
+        learner.config["threshold"] = how  # same trained model, another decision rule
+        results[how] = compute(data.labels[test_rows], learner.predict(encoded), names)
+    with capsys.disabled():
+        for how, values in results.items():
+            print(
+                f"\nyeast test, MulSupCon defaults, threshold={how}: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+            )
+    for how in ("train", "train_global"):
+        assert results[how]["mean_average_precision"] == pytest.approx(
+            results["fixed"]["mean_average_precision"]
+        )
+    assert results["train_global"]["average_precision"] == pytest.approx(
+        results["fixed"]["average_precision"]
+    )

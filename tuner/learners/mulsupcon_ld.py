@@ -17,7 +17,8 @@ class MulSupConLDLearner(MulSupConLearner):
     """Trains :class:`~models.mulsupcon_ld.MulSupConLD` on the training bags of one fold.
 
     Everything is as in :class:`~tuner.learners.mulsupcon.MulSupConLearner` (pooling,
-    standardisation, two masked views, the probe during pre-training, the classifier stage),
+    standardisation, two masked views, the probe during pre-training, the classifier stage,
+    the ``threshold`` choices and their yeast numbers),
     except the model: positives are always ANY (so there is no ``positives`` parameter), the
     loss is the distribution-weighted contrastive loss plus the label-distribution recovery
     terms (``alpha``, ``beta``, ``recovery``, ``sigma``).
