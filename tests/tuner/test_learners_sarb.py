@@ -114,6 +114,7 @@ def test_registry_and_defaults() -> None:
         "plrb": True,
         "alpha_init": 0.5,
         "beta_init": 0.5,
+        "learn_coefficients": True,
         "n_prototypes": 10,
         "prototype_every": 5,
         "ilrb_weight": 1.0,
@@ -139,6 +140,7 @@ def test_registry_and_defaults() -> None:
         ({"dropout": 1.0}, r"dropout must be a finite number in \[0, 1\), got dropout=1.0"),
         ({"ilrb": "yes"}, r"ilrb must be True or False, got ilrb='yes'"),
         ({"plrb": 1}, r"plrb must be True or False, got plrb=1"),
+        ({"learn_coefficients": None}, r"learn_coefficients must be True or False"),
         ({"alpha_init": 1.0}, r"alpha_init must be a finite number in \(0, 1\), got alpha_init"),
         ({"beta_init": 0.0}, r"beta_init must be a finite number in \(0, 1\), got beta_init=0.0"),
         ({"n_prototypes": 0}, r"n_prototypes must be an integer >= 1, got n_prototypes=0"),
@@ -226,6 +228,16 @@ def test_ablations(tiny: Split, ilrb: bool, plrb: bool) -> None:
     assert (learner.model.alpha.item() != 0.5) is ilrb
     assert (learner.model.beta.item() != 0.5) is plrb
     assert (learner.prototype_epochs == [2]) is plrb
+
+
+def test_fixed_coefficients(tiny: Split) -> None:
+    config = {**SMALL, "epochs": 3, "warmup_epochs": 1, "learn_coefficients": False}
+    learner = _learner(tiny, {**config, "alpha_init": 0.3, "beta_init": 0.6})
+    learner.setup(tiny.train_bags, tiny.partial(0.5))
+    losses = [learner.train_epoch() for _ in range(3)]
+    assert all(np.isfinite(losses)) and learner.prototype_epochs == [2]
+    assert learner.model.alpha.item() == pytest.approx(0.3)
+    assert learner.model.beta.item() == pytest.approx(0.6)
 
 
 def test_every_label_known_trains_without_blending(tiny: Split) -> None:

@@ -32,8 +32,10 @@ class SARBLearner(OwnRNG, Learner):
     is the partial BCE over the known labels; after ``warmup_epochs`` epochs, ILRB (``ilrb``)
     and PLRB (``plrb``) add the partial BCE of the blended representations of the unknown
     labels against their targets :math:`1 - \\alpha` and :math:`1 - \\beta`, weighted by
-    ``ilrb_weight`` and ``plrb_weight``. The PLRB prototypes are recomputed from the whole
-    training set (model in eval mode) at the start of the first blending epoch and every
+    ``ilrb_weight`` and ``plrb_weight``. :math:`\\alpha` and :math:`\\beta` are learnt, or
+    stay at ``alpha_init`` and ``beta_init`` with ``learn_coefficients=False`` (the paper's
+    fixed-coefficient ablation). The PLRB prototypes are recomputed from the whole training
+    set (model in eval mode) at the start of the first blending epoch and every
     ``prototype_every`` epochs after it. Training labels with no unknown entry give no blending
     target, so such a fold trains on the partial (here: full) BCE alone.
 
@@ -58,6 +60,7 @@ class SARBLearner(OwnRNG, Learner):
         "plrb": True,
         "alpha_init": 0.5,
         "beta_init": 0.5,
+        "learn_coefficients": True,
         "n_prototypes": 10,
         "prototype_every": 5,
         "ilrb_weight": 1.0,
@@ -79,7 +82,7 @@ class SARBLearner(OwnRNG, Learner):
         check.real("dropout", "in [0, 1)", lambda v: 0 <= v < 1)
         for key in ("alpha_init", "beta_init"):
             check.real(key, "in (0, 1)", lambda v: 0 < v < 1)
-        for key in ("ilrb", "plrb"):
+        for key in ("ilrb", "plrb", "learn_coefficients"):
             check.boolean(key)
         check.choice("bag_pooling", BAG_POOLINGS)
 
@@ -113,6 +116,10 @@ class SARBLearner(OwnRNG, Learner):
                 alpha_init=float(c["alpha_init"]),
                 beta_init=float(c["beta_init"]),
             ).to(self.device)
+        # The paper's "fixed alpha / beta" ablation: the blending coefficients stay at their
+        # initial values.
+        self.model.alpha_logit.requires_grad_(bool(c["learn_coefficients"]))
+        self.model.beta_logit.requires_grad_(bool(c["learn_coefficients"]))
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"])
         )
