@@ -44,6 +44,8 @@ class GamilCLearner(OwnRNG, Learner):
     """
 
     name: ClassVar[str] = "gamil_c"
+    # A one-instance bag is a one-node graph: attention and pooling have nothing to work on.
+    vector_data: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 64,
         "lr": 1e-3,
@@ -237,7 +239,8 @@ class GamilCLearner(OwnRNG, Learner):
         probabilities the trained model gives a bag holding just that instance. (The head on
         the raw instance representation, ``instance_logits``, is not a trained prediction
         with attention pooling: on held-out Birds bags its max over instances ranks labels
-        below the label-frequency baseline, AP 0.20 against 0.40, where this gives 0.55.) Bags are batched as in :meth:`predict`; the
+        below the label-frequency baseline, AP 0.20 against 0.40, where this gives 0.55.)
+        Bags are batched as in :meth:`predict`; the
         bags' graphs are disjoint, so an instance's prediction does not depend on the other
         bags of its batch.
 
