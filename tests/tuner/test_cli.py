@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.io import savemat
 
 from tuner.cli import main
 
@@ -45,8 +47,39 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "name: t\nmodel: gamil_c\ndataset: birds\nmetric: average_precision\n"
         "params: {lr: [0.001]}\nbudjet: {trials: 2}\n"
     )
+    savemat(tmp / "nobags.mat", {"segments": np.zeros((2, 3)), "labels": np.ones((2, 2))})
+    bags = np.empty((3, 1), dtype=object)
+    bags[0, 0], bags[1, 0], bags[2, 0] = np.ones((3, 2)), np.zeros((2, 2)), np.ones((1, 2))
+    savemat(tmp / "two.mat", {"bags": bags, "labels": np.array([[1, 2], [0, 1], [1, 0]])})
+    (tmp / "toy.xml").write_text(
+        '<labels xmlns="http://mulan.sourceforge.net/labels">'
+        '<label name="l0"></label><label name="missing"></label></labels>'
+    )
+    mulan = "@relation t\n@attribute a numeric\n@attribute b numeric\n@attribute l0 {0,1}\n@data\n"
+    (tmp / "toy-train.arff").write_text(mulan + "1,2,1\n3,4,0\n")
+    (tmp / "sp.xml").write_text(
+        '<labels xmlns="http://mulan.sourceforge.net/labels"><label name="l0"></label></labels>'
+    )
+    (tmp / "sp-train.arff").write_text(mulan + "{0 1,1 2,2 1}\n{0 3,7 4}\n")
     launch = ["launch", "--space", "birds"]
+    sarb = ["launch", "--space", "birds", "--model", "sarb"]
     return {
+        "mat without bags": ([*launch, "--data", "nobags.mat"], r"nobags.mat: found no bag cell"),
+        "label value 2": ([*launch, "--data", "two.mat"], r"two.mat.*2"),
+        "XML names a missing attribute": (
+            ["launch", "--space", "yeast_sarb_p50", "--data", "toy-train.arff"],
+            r"toy.xml: names label 'missing' that toy-train.arff does not declare",
+        ),
+        "sparse index out of range": (
+            ["launch", "--space", "yeast_sarb_p50", "--data", "sp-train.arff"],
+            r"sp-train.arff.*sparse index 7 is out of range",
+        ),
+        "known labels 0": ([*sarb, "--known-labels", "0"], r"known_labels must be a proportion"),
+        "known labels 1.5": (
+            [*sarb, "--known-labels", "1.5"],
+            r"known_labels must be a proportion in \(0, 1\].*got 1.5",
+        ),
+        "unknown model": ([*launch, "--model", "resnet"], r"--model 'resnet' has no default space"),
         "missing file": ([*launch, "--data", "nowhere.arff"], r"nowhere.arff"),
         "not an ARFF": ([*launch, "--data", "notes.arff"], r"notes.arff"),
         "NaN feature": ([*launch, "--data", "nan.arff"], r"nan.arff.*b1"),
@@ -80,6 +113,13 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize(
     "case",
     [
+        "mat without bags",
+        "label value 2",
+        "XML names a missing attribute",
+        "sparse index out of range",
+        "known labels 0",
+        "known labels 1.5",
+        "unknown model",
         "missing file",
         "not an ARFF",
         "NaN feature",
