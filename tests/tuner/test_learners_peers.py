@@ -114,12 +114,14 @@ def test_registry_and_defaults() -> None:
         "k": 10,
         "c": 20,
         "distance": "average",
+        "standardize": True,
         "l2": 1e-3,
         "epochs": 1,
     }
     assert MIMLSVMLearner.defaults == {
         "ratio": 0.2,
         "distance": "max",
+        "standardize": True,
         "kernel": "rbf",
         "C": 1.0,
         "gamma": 1.0,
@@ -153,6 +155,8 @@ def test_registry_and_defaults() -> None:
             {"distance": "min"},
             r"distance must be one of 'average', 'max', got distance='min'",
         ),
+        (MIMLkNNLearner, {"standardize": "no"}, r"standardize must be True or False"),
+        (MIMLSVMLearner, {"standardize": 1}, r"standardize must be True or False"),
         (MIMLkNNLearner, {"epochs": 0}, r"epochs must be an integer >= 1, got epochs=0"),
         (MIMLSVMLearner, {"ratio": 0.0}, r"ratio must be a finite number in \(0, 1\], got ratio=0"),
         (MIMLSVMLearner, {"ratio": 1.5}, r"ratio must be a finite number in \(0, 1\]"),
@@ -272,6 +276,24 @@ def test_mimlsvm_medoids_are_training_bags(tiny: Split) -> None:
     size = int(learner._medoid_sizes[0])
     expected = learner.scaler.transform([tiny.train_bags[first]])[0]
     np.testing.assert_allclose(learner._medoid_x[:size].numpy(), expected)
+
+
+def test_miml_knn_distances_on_raw_or_standardised_instances(tiny: Split) -> None:
+    from models.hausdorff import hausdorff_distances, pack_bags
+
+    for standardize in (True, False):
+        learner = MIMLkNNLearner(
+            {"standardize": standardize}, n_features=tiny.n_features, n_labels=tiny.n_labels
+        )
+        learner.setup(tiny.train_bags, tiny.train_labels)
+        got = learner.encode(tiny.test_bags[:5])
+        test, train = tiny.test_bags[:5], tiny.train_bags
+        if standardize:
+            test, train = learner.scaler.transform(test), learner.scaler.transform(train)
+        xa, sa = pack_bags(test, dtype=torch.float64)
+        xb, sb = pack_bags(train, dtype=torch.float64)
+        expected = hausdorff_distances(xa, sa, xb, sb).numpy()
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=5e-3)
 
 
 # ------------------------------------------------------------------------------ real learning

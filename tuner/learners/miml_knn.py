@@ -27,7 +27,8 @@ from tuner.learners.checks import Checker, check_training_data
 class MIMLkNNLearner(Learner):
     """MIML-kNN, the classic nearest-neighbour peer (Zhang, ICTAI 2010).
 
-    :meth:`setup` standardises the instances with the training instances' statistics. The first
+    :meth:`setup` standardises the instances with the training instances' statistics
+    (``standardize=False`` only centres them: the papers' distances on raw features). The first
     :meth:`train_epoch` does all the work, in closed form: Hausdorff distances (``distance``:
     ``"average"``, the paper's, or ``"max"``) between the training bags; each training bag's
     counter vector over its ``k`` references and its citers (the training bags that count it
@@ -51,6 +52,7 @@ class MIMLkNNLearner(Learner):
         "k": 10,
         "c": 20,
         "distance": "average",
+        "standardize": True,
         "l2": 1e-3,
         "epochs": 1,
     }
@@ -61,11 +63,12 @@ class MIMLkNNLearner(Learner):
             check.integer(key, minimum=1)
         check.real("l2", ">= 0", lambda v: v >= 0)
         check.choice("distance", HAUSDORFF_VARIANTS)
+        check.boolean("standardize")
 
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
         self.scaler = InstanceStandardizer().fit(bags)
-        self._x, self._sizes = pack_bags(self.scaler.transform(bags))
+        self._x, self._sizes = pack_bags(self._instances(bags))
         self._x = self._x.to(self.device)
         self._labels = torch.as_tensor(y, dtype=torch.float32, device=self.device)
         self._weights: Tensor | None = None
@@ -75,7 +78,7 @@ class MIMLkNNLearner(Learner):
         """``(n, n_train)`` Hausdorff distances from ``bags`` to the training bags."""
         if len(bags) == 0:
             return torch.zeros((0, len(self._sizes)), device=self.device)
-        x, sizes = pack_bags(self.scaler.transform(bags))
+        x, sizes = pack_bags(self._instances(bags))
         return self._distances(x.to(self.device), sizes)
 
     def train_epoch(self) -> float:
@@ -106,3 +109,11 @@ class MIMLkNNLearner(Learner):
 
     def _distances(self, x: Tensor, sizes: Tensor) -> Tensor:
         return hausdorff_distances(x, sizes, self._x, self._sizes, how=self.config["distance"])
+
+    def _instances(self, bags: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Standardised instances, or with ``standardize=False`` only centred (which leaves
+        every distance unchanged and keeps float32 distances accurate on raw features)."""
+        scaled = self.scaler.transform(bags)
+        if self.config["standardize"]:
+            return scaled
+        return [(bag * self.scaler.std_).astype(np.float32) for bag in scaled]
