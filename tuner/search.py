@@ -199,7 +199,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
 
     peer_started = time.monotonic()
     metrics = search_metrics(dev)
-    peers = {m: run_cv(m, {}, dev, protocol, metrics=metrics).summary for m in spec.peers}
+    peers = _run_peers(spec, dev, protocol, metrics, threads=options.cpus_per_trial)
     timing = {"peer_seconds": round(time.monotonic() - peer_started, 1)}
 
     mlflow = tracking.client(uri)
@@ -258,6 +258,26 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
                 tracking_uri=uri,
             )
         raise
+
+
+def _run_peers(
+    spec: SearchSpec,
+    dev: MIMLDataset,
+    protocol: CVProtocol,
+    metrics: tuple[str, ...],
+    *,
+    threads: float,
+) -> dict[str, dict[str, float]]:
+    """Every peer's CV on the search's folds, in the driver, on a trial's share of threads
+    (more intra-op threads than cores made the small peers up to ten times slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        return {m: run_cv(m, {}, dev, protocol, metrics=metrics).summary for m in spec.peers}
+    finally:
+        torch.set_num_threads(before)
 
 
 def _start_ray() -> None:
