@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -169,3 +170,38 @@ def test_wrong_shapes_are_reported() -> None:
         model(torch.ones(2, 3))
     with pytest.raises(ValueError, match="pretrain_loss needs two views"):
         model.pretrain_loss(torch.ones(2, IN_DIM), torch.ones(2, IN_DIM), torch.ones(3, 4))
+
+
+def test_overfitting_a_real_batch_drives_the_loss_towards_its_floor() -> None:
+    """Regression for "the loss stays at log K": on 64 pooled Birds bags seen unmasked, the
+    MulSupCon loss must fall far below log K, towards its analytic floor (the loss when every
+    anchor's contrast distribution equals its positive weights; it is > 0 with shared labels)."""
+    from tuner.data import load_dataset
+    from tuner.data.preprocess import pool_bags
+
+    torch.set_num_threads(1)
+    data = load_dataset("birds")
+    pooled = pool_bags(data.bags[:64], "mean")
+    pooled = (pooled - pooled.mean(axis=0)) / (pooled.std(axis=0) + 1e-8)
+    x = torch.as_tensor(pooled, dtype=torch.float32)
+    y = torch.as_tensor(data.labels[:64], dtype=torch.float32)
+    # floor of eq. 4-5 with contrast set = batch keys + a queue holding the same rows
+    keys = torch.cat([y, y])
+    weights = (y / keys.sum(dim=0).clamp_min(1)) @ keys.t()
+    target = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    safe = torch.where(target > 0, target, torch.ones_like(target))
+    floor = float(-(weights * safe.log()).sum() / y.sum())
+    log_k = math.log(128)
+    torch.manual_seed(0)
+    model = MulSupCon(38, 19, hidden=64, proj_dim=32, dropout=0.0, momentum=0.9, queue_size=64)
+    params = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    for _ in range(200):
+        loss = model.pretrain_loss(x, x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    final = float(loss.detach())
+    # Seen: log K 4.85, floor 3.39, final 3.63.
+    assert floor < log_k - 1.0
+    assert final < log_k - 1.0 and final < floor + 0.4, (final, floor, log_k)
