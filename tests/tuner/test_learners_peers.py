@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import label_ranking_average_precision_score
 
+from tests.learning import Split, birds_split, single_thread, split
 from tuner.errors import MimlTuneError
 from tuner.learners import PEERS, resolve_learner
 from tuner.learners.bag_mean_mlp import BagMeanMLPLearner
@@ -26,60 +25,18 @@ MLP_SMALL = {"hidden": 64, "epochs": 30, "batch_size": 32, "lr": 3e-3}
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@dataclass
-class Split:
-    train_bags: list[np.ndarray]
-    train_labels: np.ndarray
-    test_bags: list[np.ndarray]
-    test_labels: np.ndarray
-
-    @property
-    def n_features(self) -> int:
-        return self.train_bags[0].shape[1]
-
-    @property
-    def n_labels(self) -> int:
-        return self.train_labels.shape[1]
-
-    def average_precision(self, scores: np.ndarray) -> float:
-        """Example-based AP over test bags with at least one positive and one negative label."""
-        counts = self.test_labels.sum(axis=1)
-        rows = (counts > 0) & (counts < self.n_labels)
-        return float(label_ranking_average_precision_score(self.test_labels[rows], scores[rows]))
-
-    def label_frequency_ap(self) -> float:
-        """The trivial predictor: every bag scored by the training label frequencies."""
-        scores = np.tile(self.train_labels.mean(axis=0), (len(self.test_bags), 1))
-        return self.average_precision(scores)
-
-
-def _split(bags: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> Split:
-    perm = np.random.default_rng(seed).permutation(len(bags))
-    cut = len(perm) * 2 // 3
-    train, test = perm[:cut], perm[cut:]
-    return Split([bags[i] for i in train], labels[train], [bags[i] for i in test], labels[test])
+    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
 def birds() -> Split:
-    from tuner.data import load_dataset
-
-    data = load_dataset("birds")
-    return _split(data.bags, data.labels)
+    return birds_split()
 
 
 @pytest.fixture(scope="module")
 def tiny(birds: Split) -> Split:
     """40 training and 20 test bags of Birds, for tests that only need the machinery to run."""
-    return Split(
-        birds.train_bags[:40], birds.train_labels[:40], birds.test_bags[:20], birds.test_labels[:20]
-    )
+    return birds.head(40, 20)
 
 
 def _config(cls: type) -> dict:
@@ -339,10 +296,10 @@ def test_peer_on_miml_scene(shared_data: Path, cls: type, config: dict) -> None:
     from tuner.data import load_dataset
 
     data = load_dataset("scene", data=shared_data / "miml" / "scene.arff")
-    split = _split(data.bags, data.labels)  # 1333 training and 667 held-out images
+    held = split(list(data.bags), data.labels)  # 1333 training and 667 held-out images
     started = time.perf_counter()
-    _, scores = _fit_predict(cls, split, config)
-    ap, baseline = split.average_precision(scores), split.label_frequency_ap()
+    _, scores = _fit_predict(cls, held, config)
+    ap, baseline = held.average_precision(scores), held.label_frequency_ap()
     print(
         f"{cls.name} on MIML scene: AP {ap:.4f} (label frequency {baseline:.4f}), "
         f"{time.perf_counter() - started:.1f} s"

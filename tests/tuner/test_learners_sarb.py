@@ -4,14 +4,12 @@ real learning from partially labelled Birds (and Mulan yeast when the shared dat
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import label_ranking_average_precision_score
 
-from tuner.cv import hide_labels
+from tests.learning import Split, birds_split, single_thread
 from tuner.errors import MimlTuneError
 from tuner.learners import resolve_learner
 from tuner.learners.sarb import SARBLearner
@@ -22,65 +20,18 @@ SMALL = {"hidden": 32, "n_regions": 4, "batch_size": 16, "epochs": 12, "warmup_e
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@dataclass
-class Split:
-    train_bags: list[np.ndarray]
-    train_labels: np.ndarray
-    test_bags: list[np.ndarray]
-    test_labels: np.ndarray
-
-    @property
-    def n_features(self) -> int:
-        return self.train_bags[0].shape[1]
-
-    @property
-    def n_labels(self) -> int:
-        return self.train_labels.shape[1]
-
-    def average_precision(self, scores: np.ndarray) -> float:
-        """Example-based AP over test bags with at least one positive and one negative label."""
-        counts = self.test_labels.sum(axis=1)
-        rows = (counts > 0) & (counts < self.n_labels)
-        return float(label_ranking_average_precision_score(self.test_labels[rows], scores[rows]))
-
-    def label_frequency_ap(self) -> float:
-        """The trivial predictor: every bag scored by the (full) training label frequencies."""
-        scores = np.tile(self.train_labels.mean(axis=0), (len(self.test_bags), 1))
-        return self.average_precision(scores)
-
-    def partial(self, known: float, seed: int = 0) -> np.ndarray:
-        """The training labels with each hidden with probability ``1 - known`` (-1 = unknown)."""
-        return hide_labels(self.train_labels, known, seed)
+    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
 def birds(shared_data) -> Split:
-    from tuner.data import load_dataset
-
-    data = load_dataset("birds")
-    perm = np.random.default_rng(0).permutation(len(data.bags))
-    cut = len(perm) * 2 // 3
-    train, test = perm[:cut], perm[cut:]
-    return Split(
-        [data.bags[i] for i in train],
-        data.labels[train],
-        [data.bags[i] for i in test],
-        data.labels[test],
-    )
+    return birds_split()
 
 
 @pytest.fixture(scope="module")
 def tiny(birds: Split) -> Split:
     """40 training and 20 test bags of Birds, for tests that only need the machinery to run."""
-    return Split(
-        birds.train_bags[:40], birds.train_labels[:40], birds.test_bags[:20], birds.test_labels[:20]
-    )
+    return birds.head(40, 20)
 
 
 def _learner(split: Split, config: dict, seed: int = 0) -> SARBLearner:
