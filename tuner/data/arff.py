@@ -37,7 +37,7 @@ import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 from scipy.io import arff as scipy_arff
 
-from tuner.data.dataset import DataWarning, MIMLDataset
+from tuner.data.dataset import DataWarning, MIMLDataset, warn_constant_labels
 from tuner.errors import MimlTuneError
 
 __all__ = ["read_miml_arff"]
@@ -260,15 +260,22 @@ def _parse_header(
     return attributes, header, rows
 
 
-def _read_label_xml(xml_path: Path, where: str) -> list[str]:
-    """The label names of a Mulan label XML (``<labels><label name="X"/>...</labels>``)."""
+def _read_label_xml(xml_path: Path, where: str, *, fix: str | None = None) -> list[str]:
+    """The label names of a Mulan label XML (``<labels><label name="X"/>...</labels>``), every
+    ``<label>`` of a hierarchy included, in file order.
+
+    Args:
+        xml_path: the XML file.
+        where: the data file it describes.
+        fix: what to tell the user when the XML does not parse.
+    """
     try:
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as exc:
-        raise MimlTuneError(
-            f"{xml_path}: not a valid label XML ({exc}); fix it or remove it to take the "
-            f"trailing {{0,1}} attributes of {where} as labels"
-        ) from None
+        fix = fix or (
+            f"fix it or remove it to take the trailing {{0,1}} attributes of {where} as labels"
+        )
+        raise MimlTuneError(f"{xml_path}: not a valid label XML ({exc}); {fix}") from None
     except OSError as exc:
         raise MimlTuneError(f"{xml_path}: cannot read the label XML ({exc.strerror})") from None
 
@@ -616,21 +623,7 @@ def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> 
     )
     label_names = tuple(attributes[i].name for i in layout.label_indices)
 
-    positives = labels.sum(axis=0)
-    never = [n for n, p in zip(label_names, positives, strict=True) if p == 0]
-    always = [n for n, p in zip(label_names, positives, strict=True) if p == len(bags)]
-    if never or always:
-        parts = []
-        if never:
-            parts.append(f"never positive: {_names(never)}")
-        if always:
-            parts.append(f"positive in every bag: {_names(always)}")
-        warnings.warn(
-            f"{where}: label {'; '.join(parts)}; such labels cannot be learnt or evaluated "
-            "(AUC is undefined for them)",
-            DataWarning,
-            stacklevel=2,
-        )
+    warn_constant_labels(where, labels, label_names)
     return MIMLDataset(
         name=path.stem if name is None else name,
         bags=bags,

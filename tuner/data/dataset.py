@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,33 @@ _FINGERPRINT_VERSION = b"miml-tune/dataset/v1"
 
 class DataWarning(UserWarning):
     """Data that is suspicious but usable, e.g. a label that no bag carries."""
+
+
+def warn_constant_labels(
+    where: object, labels: np.ndarray, names: Sequence[str], *, unit: str = "bag"
+) -> None:
+    """Warns (:class:`DataWarning`) about labels that no ``unit`` carries or that all carry."""
+    positives = labels.sum(axis=0)
+    never = [n for n, p in zip(names, positives, strict=True) if p == 0]
+    always = [n for n, p in zip(names, positives, strict=True) if p == len(labels)]
+    if not never and not always:
+        return
+
+    def shown(found: list[str], limit: int = 8) -> str:
+        text = ", ".join(repr(n) for n in found[:limit])
+        return text + (f", ... ({len(found)} in all)" if len(found) > limit else "")
+
+    parts = []
+    if never:
+        parts.append(f"never positive: {shown(never)}")
+    if always:
+        parts.append(f"positive in every {unit}: {shown(always)}")
+    warnings.warn(
+        f"{where}: label {'; '.join(parts)}; such labels cannot be learnt or evaluated "
+        "(AUC is undefined for them)",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from tuner.data.dataset import DataWarning, MIMLDataset
+from tuner.data.dataset import DataWarning, MIMLDataset, warn_constant_labels
 from tuner.errors import MimlTuneError
 
 __all__ = ["is_mat_file", "read_miml_mat"]
@@ -425,21 +425,7 @@ def read_miml_mat(
         else _label_names(where, nkey, data[nkey], n_labels)
     )
 
-    positives = labels.sum(axis=0)
-    never = [n for n, p in zip(label_names, positives, strict=True) if p == 0]
-    always = [n for n, p in zip(label_names, positives, strict=True) if p == len(bags)]
-    if never or always:
-        parts = []
-        if never:
-            parts.append(f"never positive: {', '.join(map(repr, never))}")
-        if always:
-            parts.append(f"positive in every bag: {', '.join(map(repr, always))}")
-        warnings.warn(
-            f"{where}: label {'; '.join(parts)}; such labels cannot be learnt or evaluated "
-            "(AUC is undefined for them)",
-            DataWarning,
-            stacklevel=2,
-        )
+    warn_constant_labels(where, labels, label_names)
     return MIMLDataset(
         name=path.stem if name is None else name,
         bags=bags,

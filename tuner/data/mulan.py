@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +40,12 @@ from tuner.data.arff import (
     _Attribute,
     _names,
     _parse_header,
+    _read_label_xml,
     _read_text,
     _short,
     _split_fields,
 )
-from tuner.data.dataset import DataWarning, MIMLDataset
+from tuner.data.dataset import MIMLDataset, warn_constant_labels
 from tuner.errors import MimlTuneError
 
 __all__ = ["mulan_pair", "read_mulan_arff"]
@@ -97,10 +96,6 @@ def mulan_pair(path: str | os.PathLike[str]) -> tuple[Path, Path | None, str]:
     return path, None, path.stem
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _label_names(xml_path: Path, arff: Path) -> list[str]:
     """Every ``<label name="...">`` of a Mulan label XML, hierarchies included, in file order."""
     if not xml_path.is_file():
@@ -108,36 +103,12 @@ def _label_names(xml_path: Path, arff: Path) -> list[str]:
             f"{arff}: the Mulan label XML {xml_path} is missing; Mulan ARFF needs it to tell "
             f"labels from features: put {xml_path.name} beside the file, or pass xml=PATH"
         )
-    try:
-        root = ET.parse(xml_path).getroot()
-    except ET.ParseError as exc:
-        raise MimlTuneError(
-            f"{xml_path}: not a valid label XML ({exc}); a Mulan label XML looks like "
-            '<labels xmlns="http://mulan.sourceforge.net/labels"><label name="X"/></labels>'
-        ) from None
-    except OSError as exc:
-        raise MimlTuneError(
-            f"{xml_path}: cannot read the label XML ({exc.strerror or exc})"
-        ) from None
-    if _local(root.tag) != "labels":
-        raise MimlTuneError(
-            f"{xml_path}: root element is <{_local(root.tag)}>, not <labels>; a Mulan label "
-            'XML looks like <labels xmlns="http://mulan.sourceforge.net/labels">'
-            '<label name="X"/></labels>'
-        )
-    names: list[str] = []
-    for element in root.iter():
-        if _local(element.tag) != "label":
-            continue
-        name = element.get("name")
-        if not name:
-            raise MimlTuneError(f'{xml_path}: a <label> element has no name="..." attribute')
-        if name in names:
-            raise MimlTuneError(f"{xml_path}: label {name!r} is listed twice")
-        names.append(name)
-    if not names:
-        raise MimlTuneError(f'{xml_path}: names no labels; add <label name="X"/> elements')
-    return names
+    return _read_label_xml(
+        xml_path,
+        str(arff),
+        fix='a Mulan label XML looks like <labels xmlns="http://mulan.sourceforge.net/labels">'
+        '<label name="X"/></labels>',
+    )
 
 
 def _roles(
@@ -422,7 +393,8 @@ def read_mulan_arff(
     is_label = set(wanted)
     label_names = tuple(a.name for a in head.attributes if a.name in is_label)
     feature_names = tuple(a.name for a in head.attributes if a.name not in is_label)
-    _warn_constant_labels(first if test is None else f"{first} + {test.name}", labels, label_names)
+    where = first if test is None else f"{first} + {test.name}"
+    warn_constant_labels(where, labels, label_names, unit="row")
     return MIMLDataset(
         name=stem if name is None else name,
         bags=tuple(features[r : r + 1] for r in range(len(features))),
@@ -433,21 +405,3 @@ def read_mulan_arff(
         source=os.path.abspath(first),
         test_mask=test_mask,
     )
-
-
-def _warn_constant_labels(where: object, labels: np.ndarray, names: tuple[str, ...]) -> None:
-    positives = labels.sum(axis=0)
-    never = [n for n, p in zip(names, positives, strict=True) if p == 0]
-    always = [n for n, p in zip(names, positives, strict=True) if p == len(labels)]
-    if never or always:
-        parts = []
-        if never:
-            parts.append(f"never positive: {_names(never)}")
-        if always:
-            parts.append(f"positive in every row: {_names(always)}")
-        warnings.warn(
-            f"{where}: label {'; '.join(parts)}; such labels cannot be learnt or evaluated "
-            "(AUC is undefined for them)",
-            DataWarning,
-            stacklevel=3,
-        )
