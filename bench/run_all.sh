@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces every figure of BENCHMARKS.md (issue 2). About 60 minutes on 2 CPU cores; run it on
+# Reproduces every figure of BENCHMARKS.md (issues 2 and 3). About 2.5 hours on 2 CPU cores; run it on
 # an otherwise idle machine, since the wall times are part of the results.
 #   bash bench/run_all.sh [OUT_DIR]
 set -euo pipefail
@@ -25,3 +25,22 @@ workdir=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['workdir
 # 1. A larger budget.
 "$py" bench/birds_quality.py --space birds --trials 20 --name birds-large \
   --out "$out" | tee "$out/large_quality.md"
+
+# 4. The papers' tables (issue 3): each paper's model tuned on each of its datasets, peers
+# beside it, CV and holdout / official test split. DATA is a folder laid out like
+# ../shared/data. About 90 minutes on 2 CPU cores.
+data=${DATA:-../shared/data}
+tables="$out/tables"
+mkdir -p "$tables"
+for space in scene reuters; do
+  "$py" bench/paper_tables.py --space "$space" --trials 6 --max-epochs 20 --cv-repeats 1 \
+    --data-root "$data" --threads 1 --out "$tables" | tee "$tables/$space.log"
+done
+for space in yeast_mulsupcon_ld scene_mulsupcon_ld yeast_mulsupcon scene_mulsupcon; do
+  "$py" bench/paper_tables.py --space "$space" --trials 8 --data-root "$data" --threads 1 \
+    --out "$tables" | tee "$tables/$space.log"
+done
+for space in yeast_sarb_p10 yeast_sarb_p50 yeast_sarb_p90; do
+  "$py" bench/paper_tables.py --space "$space" --trials 5 --data-root "$data" --threads 1 \
+    --out "$tables" | tee "$tables/$space.log"
+done
