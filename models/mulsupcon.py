@@ -92,6 +92,20 @@ def mlp_backbone(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def projection_head(hidden: int, proj_dim: int, batchnorm: bool) -> nn.Sequential:
+    """The projection head :math:`g`: ``Linear -> [BatchNorm] -> ReLU -> Linear``.
+
+    With ``batchnorm`` the hidden layer is batch-normalised (SimCLR, MoCo v3): it removes the
+    component that all ReLU backbone features share, which otherwise makes every projection
+    point the same way at the start.
+    """
+    layers: list[nn.Module] = [nn.Linear(hidden, hidden)]
+    if batchnorm:
+        layers.append(nn.BatchNorm1d(hidden))
+    layers += [nn.ReLU(), nn.Linear(hidden, proj_dim)]
+    return nn.Sequential(*layers)
+
+
 def random_mask(x: Tensor, ratio: float) -> Tensor:
     """The vector augmentation of MulSupCon: each input element zeroed with probability ``ratio``.
 
@@ -139,6 +153,8 @@ class MulSupCon(nn.Module):
         momentum: key-encoder momentum ``m`` in ``[0, 1)`` (default 0.999, the paper's).
         queue_size: number of past keys kept, ``>= 1`` (default 1024).
         positives: ``"all"``, ``"any"`` or ``"mulsupcon"`` (default).
+        head_batchnorm: batch-normalise the projection head's hidden layer (default False, the
+            paper's head); see :func:`projection_head`.
 
     Shapes:
         - **x**: ``(B, in_dim)``; **labels**: ``(B, n_labels)`` 0/1
@@ -160,8 +176,13 @@ class MulSupCon(nn.Module):
         momentum: float = 0.999,
         queue_size: int = 1024,
         positives: str = "mulsupcon",
+        head_batchnorm: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(head_batchnorm, bool):
+            raise ValueError(
+                f"head_batchnorm must be True or False, got head_batchnorm={head_batchnorm!r}"
+            )
         for name, value in (
             ("in_dim", in_dim),
             ("n_labels", n_labels),
@@ -186,10 +207,9 @@ class MulSupCon(nn.Module):
         self.queue_size = int(queue_size)
         self.positives = positives
 
+        self.head_batchnorm = bool(head_batchnorm)
         self.backbone = mlp_backbone(self.in_dim, self.hidden, self.dropout)
-        self.projection = nn.Sequential(
-            nn.Linear(self.hidden, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.proj_dim)
-        )
+        self.projection = projection_head(self.hidden, self.proj_dim, self.head_batchnorm)
         self.classifier = nn.Linear(self.hidden, self.n_labels)
         self.key_backbone = copy.deepcopy(self.backbone)
         self.key_projection = copy.deepcopy(self.projection)
@@ -215,8 +235,9 @@ class MulSupCon(nn.Module):
             if callable(reset):
                 reset()
         with torch.no_grad():
-            for key, query in zip(self._key_parameters(), self._query_parameters(), strict=True):
-                key.copy_(query)
+            # parameters and buffers (the head's batch-norm statistics)
+            self.key_backbone.load_state_dict(self.backbone.state_dict())
+            self.key_projection.load_state_dict(self.projection.state_dict())
         self.queue.reset_parameters()
 
     # ----------------------------------------------------------------------------- encoders

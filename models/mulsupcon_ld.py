@@ -56,7 +56,7 @@ class MulSupConLD(MulSupCon):
       we average over the anchors that have a positive and add the penalty once per batch.
 
     Args:
-        in_dim, n_labels, hidden, proj_dim, dropout, tau, momentum, queue_size: as
+        in_dim, n_labels, hidden, proj_dim, dropout, tau, momentum, queue_size, head_batchnorm: as
             :class:`~models.mulsupcon.MulSupCon` (``positives`` is fixed to ``"any"``).
         alpha: weight of the constraint :math:`\mathcal{H}`, ``>= 0`` (default 0.1).
         beta: weight of :math:`\|W\|_F^2` on the distribution head, ``>= 0`` (default 0.001).
@@ -83,6 +83,7 @@ class MulSupConLD(MulSupCon):
         beta: float = 0.001,
         recovery: str = "cld",
         sigma: float = 0.01,
+        head_batchnorm: bool = False,
     ) -> None:
         for name, value in (("alpha", alpha), ("beta", beta)):
             if not _is_real(value) or not value >= 0:
@@ -103,6 +104,7 @@ class MulSupConLD(MulSupCon):
             momentum=momentum,
             queue_size=queue_size,
             positives="any",
+            head_batchnorm=head_batchnorm,
         )
         self.distribution_head = nn.Linear(self.hidden, self.n_labels)
         self.distribution_head.reset_parameters()

@@ -59,6 +59,7 @@ class MulSupConLDLearner(MulSupConLearner):
             tau=c["tau"],
             momentum=c["momentum"],
             queue_size=c["queue_size"],
+            head_batchnorm=c["head_batchnorm"],
             alpha=c["alpha"],
             beta=c["beta"],
             recovery=c["recovery"],
