@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.learning import Split, birds_split, single_thread
+from tests.learning import Split, birds_split, single_thread, split
 from tuner.errors import MimlTuneError
 from tuner.learners import resolve_learner
 from tuner.learners.mulsupcon import THRESHOLD_GRID, MulSupConLearner, choose_thresholds
@@ -436,33 +436,27 @@ def test_the_threshold_transform_keeps_the_rankings(tiny: Split) -> None:
     )
 
 
-def test_report_train_thresholds_on_yeast(shared_data, capsys) -> None:
-    """Reports (does not assert) the official-split F1s of the defaults with each threshold;
-    asserts only what must hold whatever the numbers: the rankings do not move."""
+def test_train_thresholds_keep_the_rankings_on_yeast(shared_data) -> None:
+    """The threshold rules only move the 0.5 cut: on real data (yeast's official training rows,
+    two thirds to train, the rest to score; its test split is never touched here) per-label mAP
+    is the same under every rule, and label-ranking AP under the global one."""
     from tuner.data import load_dataset
     from tuner.metrics import compute
 
     data = load_dataset("yeast", data=shared_data / "mulan" / "yeast-train.arff")
-    test = np.asarray(data.test_mask)
-    train_rows, test_rows = np.flatnonzero(~test), np.flatnonzero(test)
-    learner = MulSupConLearner(
-        {"threshold": "train_global"}, n_features=data.n_features, n_labels=data.n_labels
-    )
-    learner.setup([data.bags[i] for i in train_rows], data.labels[train_rows])
+    dev = data.subset(np.flatnonzero(~np.asarray(data.test_mask)))
+    held = split(list(dev.bags), dev.labels)
+    config = {**SMALL, "threshold": "train_global"}
+    learner = MulSupConLearner(config, n_features=data.n_features, n_labels=data.n_labels)
+    learner.setup(held.train_bags, held.train_labels)
     for _ in range(learner.epochs):
         learner.train_epoch()
-    encoded = learner.encode([data.bags[i] for i in test_rows])
-    names = ["example_f1", "macro_f1", "micro_f1", "mean_average_precision", "average_precision"]
+    encoded = learner.encode(held.test_bags)
+    names = ["example_f1", "mean_average_precision", "average_precision"]
     results = {}
     for how in ("fixed", "train", "train_global"):
         learner.config["threshold"] = how  # same trained model, another decision rule
-        results[how] = compute(data.labels[test_rows], learner.predict(encoded), names)
-    with capsys.disabled():
-        for how, values in results.items():
-            print(
-                f"\nyeast test, MulSupCon defaults, threshold={how}: "
-                + ", ".join(f"{k} {v:.3f}" for k, v in values.items())
-            )
+        results[how] = compute(held.test_labels, learner.predict(encoded), names)
     for how in ("train", "train_global"):
         assert results[how]["mean_average_precision"] == pytest.approx(
             results["fixed"]["mean_average_precision"]
