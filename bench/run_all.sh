@@ -40,7 +40,7 @@ for space in yeast_mulsupcon_ld scene_mulsupcon_ld yeast_mulsupcon scene_mulsupc
   "$py" bench/paper_tables.py --space "$space" --trials 8 --data-root "$data" --threads 1 \
     --out "$tables" | tee "$tables/$space.log"
 done
-for space in yeast_sarb_p10 yeast_sarb_p50 yeast_sarb_p90; do
+for space in yeast_sarb_p10 yeast_sarb_p50 yeast_sarb_p90 scene_sarb_p10 scene_sarb_p50 scene_sarb_p90; do
   "$py" bench/paper_tables.py --space "$space" --trials 5 --data-root "$data" --threads 1 \
     --out "$tables" | tee "$tables/$space.log"
 done
