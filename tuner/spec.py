@@ -295,7 +295,7 @@ def _with_model(text: str, source: str, model: str) -> SearchSpec:
     merged["name"] = f"{raw.get('name', 'space')}-{path.stem}"
     merged["params"] = default.get("params")
     if "description" in default:
-        merged["description"] = f"{default['description']} (on {raw.get('dataset', '?')})"
+        merged["description"] = default["description"]
     for section in ("budget", "scheduler"):
         if isinstance(default.get(section), dict):
             base = raw.get(section)
