@@ -73,6 +73,7 @@ def tune(spec: SearchSpec, dev: Any, protocol: CVProtocol, device: str) -> dict[
         sampler=sampler_for(spec.sampler, spec.seed, spec.trials),
         pruner=pruner,
     )
+    study.enqueue_trial(spec.starting_point())  # as the Ray search does (points_to_evaluate)
     results: dict[int, Any] = {}
 
     def objective(trial: Any) -> float:

@@ -358,6 +358,7 @@ def _fit(
         metric=spec.metric,
         mode=spec.mode,
         sampler=sampler_for(spec.sampler, spec.seed, spec.trials),
+        points_to_evaluate=[spec.starting_point()],
     )
     progress = ProgressLine(spec.metric, spec.trials, stream=options.progress)
     tuner = tune.Tuner(

@@ -169,3 +169,40 @@ def test_effective_space_round_trips(tmp_path: Path) -> None:
     spec = load_space("birds").with_overrides(trials=2)
     again = parse_space(yaml.safe_dump(spec.to_dict()), source="again")
     assert again.to_dict() == spec.to_dict()
+
+
+def test_a_search_starts_from_the_model_defaults_inside_its_domains() -> None:
+    text = """
+name: t
+model: gamil_c
+dataset: birds
+metric: average_precision
+budget: {trials: 3, max_epochs: 12}
+params:
+  lr: [1.0e-2, 1.0e-3]          # holds the default 1e-3
+  hidden: [64, 128]             # does not hold the default 256: the first choice
+  tau: {uniform: [0.1, 1.0]}    # holds the default 0.5
+  gamma: {uniform: [3.0, 5.0]}  # does not hold the default 2.0: the middle
+  k: {int: [6, 9]}              # does not hold the default 5: the middle, rounded down
+  weight_decay: {loguniform: [1.0e-6, 1.0e-4]}  # the geometric middle
+  epochs: [20, 40]              # the default 30 capped by max_epochs 12
+"""
+    point = parse_space(text).starting_point()
+    assert point == pytest.approx(
+        {
+            "lr": 1e-3,
+            "hidden": 64,
+            "tau": 0.5,
+            "gamma": 4.0,
+            "k": 7,
+            "weight_decay": 1e-5,
+            "epochs": 12,
+        }
+    )
+    # Every shipped space starts inside its own grid.
+    for name in space_names():
+        spec = load_space(name)
+        for key, value in spec.starting_point().items():
+            domain = spec.params[key]
+            if domain.kind == "choice" and key != "epochs":
+                assert value in domain.values, (name, key, value)
