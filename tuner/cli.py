@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -99,11 +100,22 @@ def _check_counts(options: dict[str, Any]) -> None:
             raise MimlTuneError(f"{flag} must be an integer in [{low}, 2**31), got {value}")
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null: strict JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _emit(summary: dict[str, Any], as_json: bool) -> None:
     from tuner.output import format_summary
 
     if as_json:
-        click.echo(json.dumps(summary, indent=None, sort_keys=True))
+        click.echo(json.dumps(_json_safe(summary), indent=None, sort_keys=True))
     else:
         click.echo(format_summary(summary))
 

@@ -151,22 +151,32 @@ def prepare_data(
 
 def check_model_fits(spec: SearchSpec, data: MIMLDataset) -> None:
     """Refuses a model (or a metric) that cannot run on this kind of data, before any work."""
-    from tuner.learners import resolve_learner
+    from tuner.learners import Learner, learner_names, resolve_learner
     from tuner.metrics import INSTANCE_METRICS
 
     for model in (spec.model, *spec.peers):
-        learner = resolve_learner(model)
-        if data.is_vector and not learner.vector_data:
+        if data.is_vector and not resolve_learner(model).vector_data:
+            usable = [n for n in learner_names() if resolve_learner(n).vector_data]
+            fix = (
+                f"run one of {', '.join(usable)} (--model)"
+                if model == spec.model
+                else "remove it from the space's peers"
+            )
             raise MimlTuneError(
                 f"model {model!r} needs bags of several instances, but dataset {data.name!r} is "
-                "vector data (one instance per example); use mulsupcon, mulsupcon_ld, sarb or "
-                "bag_mean_mlp, or drop it from peers"
+                f"vector data (one instance per example); {fix}"
             )
-    if spec.metric in INSTANCE_METRICS and data.instance_labels is None:
-        raise MimlTuneError(
-            f"metric {spec.metric!r} needs instance labels, which dataset {data.name!r} does not "
-            "have; choose a bag-level metric"
-        )
+    if spec.metric in INSTANCE_METRICS:
+        if data.instance_labels is None:
+            raise MimlTuneError(
+                f"metric {spec.metric!r} needs instance labels, which dataset {data.name!r} "
+                "does not have; choose a bag-level metric"
+            )
+        if resolve_learner(spec.model).predict_instances is Learner.predict_instances:
+            raise MimlTuneError(
+                f"metric {spec.metric!r} scores instance predictions, which model "
+                f"{spec.model!r} does not make; choose a bag-level metric or gamil_c"
+            )
 
 
 def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, Any]:

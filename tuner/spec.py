@@ -136,8 +136,8 @@ class SearchSpec:
         """Number of configurations in the searched domains (``inf`` if any is continuous)."""
         return math.prod(d.size for d in self.params.values()) if self.params else 1
 
-    def param_space(self) -> dict[str, Any]:
-        """Ray Tune ``param_space``: searched domains plus fixed values.
+    def _searched(self) -> tuple[dict[str, Domain], dict[str, Any]]:
+        """The searched domains and the fixed values, after the budget's epoch cap.
 
         ``epochs`` choices above the budget's ``max_epochs`` collapse onto it, so the sampler
         does not spend trials on values that would all train the same number of epochs, and the
@@ -155,6 +155,11 @@ class SearchSpec:
                 params["epochs"] = Domain("choice", capped)
         elif isinstance(fixed.get("epochs"), int):
             fixed["epochs"] = min(fixed["epochs"], self.max_epochs)
+        return params, fixed
+
+    def param_space(self) -> dict[str, Any]:
+        """Ray Tune ``param_space``: searched domains plus fixed values (epochs capped)."""
+        params, fixed = self._searched()
         return {**fixed, **{k: d.to_tune() for k, d in params.items()}}
 
     def starting_point(self) -> dict[str, Any]:
@@ -169,12 +174,11 @@ class SearchSpec:
 
         defaults = resolve_learner(self.model).defaults
         point: dict[str, Any] = {}
-        for key, domain in self.params.items():
+        for key, domain in self._searched()[0].items():
             default = defaults.get(key)
             values = domain.values
-            if key == "epochs" and domain.kind == "choice":
-                values = tuple(dict.fromkeys(min(int(v), self.max_epochs) for v in values))
-                default = None if default is None else min(int(default), self.max_epochs)
+            if key == "epochs" and default is not None:
+                default = min(int(default), self.max_epochs)
             if domain.kind == "choice":
                 point[key] = default if default in values else values[0]
                 continue
@@ -310,7 +314,10 @@ def model_space_path(model: str) -> Path:
 
 def _with_model(text: str, source: str, model: str) -> SearchSpec:
     path = model_space_path(model)
-    raw = yaml.safe_load(text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raw = None
     if not isinstance(raw, dict):  # parse_space reports it properly
         return parse_space(text, source=source)
     try:
@@ -373,7 +380,7 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
             raise MimlTuneError(
                 f"{source}: peers must be a list of model names (possibly empty), got {peers!r}"
             )
-        settings["peers"] = tuple(dict.fromkeys(peers))
+        settings["peers"] = tuple(dict.fromkeys(p.strip().lower().replace("-", "_") for p in peers))
     for key in ("seed", "holdout_seed"):
         if key in raw:
             settings[key] = get(raw, key, int, "")

@@ -82,3 +82,12 @@ def test_an_instance_metric_on_data_without_instance_labels_is_refused() -> None
     spec = load_space("birds").with_overrides(metric="instance_average_precision")
     with pytest.raises(MimlTuneError, match=r"needs instance labels, which dataset 'birds'"):
         check_model_fits(spec, load_dataset("birds"))
+
+
+def test_an_instance_metric_for_a_model_without_instance_predictions_is_refused(
+    tmp_path: Path,
+) -> None:
+    data = load_dataset(str(_instance_labelled_mat(tmp_path / "inst.mat")))
+    spec = load_space("birds", model="sarb").with_overrides(metric="instance_average_precision")
+    with pytest.raises(MimlTuneError, match=r"model 'sarb' does not make; choose a bag-level"):
+        check_model_fits(spec, data)

@@ -177,7 +177,7 @@ name: t
 model: gamil_c
 dataset: birds
 metric: average_precision
-budget: {trials: 3, max_epochs: 12}
+budget: {trials: 3, max_epochs: 30}
 params:
   lr: [1.0e-2, 1.0e-3]          # holds the default 1e-3
   hidden: [64, 128]             # does not hold the default 256: the first choice
@@ -185,7 +185,7 @@ params:
   gamma: {uniform: [3.0, 5.0]}  # does not hold the default 2.0: the middle
   k: {int: [6, 9]}              # does not hold the default 5: the middle, rounded down
   weight_decay: {loguniform: [1.0e-6, 1.0e-4]}  # the geometric middle
-  epochs: [20, 40]              # the default 30 capped by max_epochs 12
+  epochs: [20, 40]              # capped to [20, 30], which holds the default 30
 """
     point = parse_space(text).starting_point()
     assert point == pytest.approx(
@@ -196,7 +196,7 @@ params:
             "gamma": 4.0,
             "k": 7,
             "weight_decay": 1e-5,
-            "epochs": 12,
+            "epochs": 30,
         }
     )
     # Every shipped space starts inside its own grid.
@@ -206,3 +206,34 @@ params:
             domain = spec.params[key]
             if domain.kind == "choice" and key != "epochs":
                 assert value in domain.values, (name, key, value)
+
+
+@pytest.mark.parametrize("max_epochs", [1, 20, 60])
+@pytest.mark.parametrize("name", space_names())
+def test_the_starting_point_fits_the_searched_space_under_any_epoch_cap(
+    name: str, max_epochs: int
+) -> None:
+    """Ray's OptunaSearch refuses a warm-start point whose keys differ from the searched ones;
+    epochs choices that all collapse onto the cap are no longer searched."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    spec = load_space(name).with_overrides(max_epochs=max_epochs)
+    searcher = OptunaSearch(
+        metric=spec.metric, mode=spec.mode, points_to_evaluate=[spec.starting_point()]
+    )
+    assert searcher.set_search_properties(spec.metric, spec.mode, spec.param_space())
+
+
+def test_a_malformed_space_with_model_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nparams: [\n")
+    with pytest.raises(MimlTuneError, match=r"bad.yaml: not valid YAML"):
+        load_space(str(bad), model="bag_mean_linear")
+
+
+def test_peer_names_are_normalised() -> None:
+    spec = parse_space(
+        "name: t\nmodel: gamil_c\ndataset: birds\nmetric: average_precision\n"
+        "peers: [Bag-Mean-Linear, bag_mean_linear, miml-knn]\nparams: {lr: [0.001, 0.01]}\n"
+    )
+    assert spec.peers == ("bag_mean_linear", "miml_knn")
