@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 from torch import Tensor, nn
+
+from models._checks import check_positive_ints
 
 
 class BagMeanLinear(nn.Module):
@@ -28,9 +28,7 @@ class BagMeanLinear(nn.Module):
 
     def __init__(self, in_dim: int, n_labels: int) -> None:
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("n_labels", n_labels)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        check_positive_ints(in_dim=in_dim, n_labels=n_labels)
         self.in_dim = int(in_dim)
         self.n_labels = int(n_labels)
         self.linear = nn.Linear(self.in_dim, self.n_labels)

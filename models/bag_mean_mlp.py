@@ -6,6 +6,8 @@ import numbers
 
 from torch import Tensor, nn
 
+from models._checks import check_positive_ints
+
 
 class BagMeanMLP(nn.Module):
     r"""An MLP with one sigmoid output per label, on one pooled vector per bag.
@@ -39,14 +41,7 @@ class BagMeanMLP(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_dim", in_dim),
-            ("n_labels", n_labels),
-            ("hidden", hidden),
-            ("layers", layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        check_positive_ints(in_dim=in_dim, n_labels=n_labels, hidden=hidden, layers=layers)
         if (
             isinstance(dropout, bool)
             or not isinstance(dropout, numbers.Real)

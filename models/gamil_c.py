@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GATv2Conv, global_mean_pool
 from torch_geometric.utils import scatter, softmax
+
+from models._checks import check_positive_ints, is_real
 
 POOLINGS = ("attention", "mean")
 
@@ -101,31 +100,29 @@ class GAMILC(nn.Module):
         proj_dim: int = 128,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_dim", in_dim),
-            ("n_labels", n_labels),
-            ("hidden", hidden),
-            ("heads", heads),
-            ("layers", layers),
-            ("pool_heads", pool_heads),
-            ("proj_dim", proj_dim),
-        ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+        check_positive_ints(
+            in_dim=in_dim,
+            n_labels=n_labels,
+            hidden=hidden,
+            heads=heads,
+            layers=layers,
+            pool_heads=pool_heads,
+            proj_dim=proj_dim,
+        )
         if hidden % heads != 0:
             raise ValueError(
                 f"hidden must be divisible by heads (each head gets hidden // heads channels), "
                 f"got hidden={hidden} and heads={heads}"
             )
-        if not _is_real(dropout) or not 0 <= dropout < 1:
+        if not is_real(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must satisfy 0 <= dropout < 1, got dropout={dropout!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got pooling={pooling!r}")
         if not isinstance(correlation, bool):
             raise ValueError(f"correlation must be True or False, got correlation={correlation!r}")
-        if not _is_real(alpha) or not alpha >= 0:
+        if not is_real(alpha) or not alpha >= 0:
             raise ValueError(f"alpha must be a finite number >= 0, got alpha={alpha!r}")
-        if not _is_real(max_row_mass) or not max_row_mass > 0:
+        if not is_real(max_row_mass) or not max_row_mass > 0:
             raise ValueError(
                 f"max_row_mass must be a finite number > 0, got max_row_mass={max_row_mass!r}"
             )
@@ -298,14 +295,6 @@ class GAMILC(nn.Module):
             f"heads={self.heads}, layers={self.layers}, pooling={self.pooling!r}, "
             f"correlation={self.correlation})"
         )
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
 
 
 def _batch_vector(data: Data | Batch, h: Tensor) -> tuple[Tensor, int]:

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models._checks import check_positive_int
+
 HAUSDORFF_VARIANTS = ("average", "max")
 
 # Elements of one block of the instance-distance matrix (float32: 4 MiB): small enough to stay
@@ -163,8 +165,7 @@ def _size_groups(x: Tensor, sizes: Tensor) -> list[tuple[int, Tensor, Tensor]]:
 
 
 def _check_count(name: str, value: int, n: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    check_positive_int(name, value)
     return min(int(value), n)
 
 

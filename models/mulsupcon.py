@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models._checks import check_positive_int, is_real
 from models.losses import POSITIVE_SETS, contrastive_log_prob, multi_label_supcon_loss
 
 
@@ -35,7 +34,7 @@ class LabelledQueue(nn.Module):
 
     def __init__(self, size: int, fields: dict[str, int]) -> None:
         super().__init__()
-        _check_int("size", size)
+        check_positive_int("size", size)
         self.size = int(size)
         self.fields = dict(fields)
         for name, dim in self.fields.items():
@@ -115,7 +114,7 @@ def random_mask(x: Tensor, ratio: float) -> Tensor:
     Shapes:
         - **x**: ``(B, d)``; **output**: ``(B, d)``
     """
-    if not _is_real(ratio) or not 0 <= ratio < 1:
+    if not is_real(ratio) or not 0 <= ratio < 1:
         raise ValueError(f"mask ratio must satisfy 0 <= ratio < 1, got ratio={ratio!r}")
     if ratio == 0:
         return x
@@ -190,12 +189,12 @@ class MulSupCon(nn.Module):
             ("proj_dim", proj_dim),
             ("queue_size", queue_size),
         ):
-            _check_int(name, value)
-        if not _is_real(dropout) or not 0 <= dropout < 1:
+            check_positive_int(name, value)
+        if not is_real(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must satisfy 0 <= dropout < 1, got dropout={dropout!r}")
-        if not _is_real(tau) or not tau > 0:
+        if not is_real(tau) or not tau > 0:
             raise ValueError(f"tau must be a finite number > 0, got tau={tau!r}")
-        if not _is_real(momentum) or not 0 <= momentum < 1:
+        if not is_real(momentum) or not 0 <= momentum < 1:
             raise ValueError(f"momentum must satisfy 0 <= momentum < 1, got momentum={momentum!r}")
         if positives not in POSITIVE_SETS:
             raise ValueError(
@@ -318,16 +317,3 @@ class MulSupCon(nn.Module):
             f"proj_dim={self.proj_dim}, positives={self.positives!r}, tau={self.tau}, "
             f"momentum={self.momentum}, queue_size={self.queue_size})"
         )
-
-
-def _check_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )

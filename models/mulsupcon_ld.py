@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models._checks import is_real
 from models.losses import (
     contrastive_log_prob,
     distribution_weighted_supcon_loss,
@@ -12,7 +13,7 @@ from models.losses import (
     positive_mask,
     rbf_similarity,
 )
-from models.mulsupcon import MulSupCon, _is_real
+from models.mulsupcon import MulSupCon
 
 RECOVERIES = ("cld", "rld")
 
@@ -86,11 +87,11 @@ class MulSupConLD(MulSupCon):
         head_batchnorm: bool = False,
     ) -> None:
         for name, value in (("alpha", alpha), ("beta", beta)):
-            if not _is_real(value) or not value >= 0:
+            if not is_real(value) or not value >= 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
         if recovery not in RECOVERIES:
             raise ValueError(f"recovery must be one of {RECOVERIES}, got recovery={recovery!r}")
-        if not _is_real(sigma) or not sigma > 0:
+        if not is_real(sigma) or not sigma > 0:
             raise ValueError(f"sigma must be a finite number > 0, got sigma={sigma!r}")
         self.alpha, self.beta = float(alpha), float(beta)
         self.recovery, self.sigma = recovery, float(sigma)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models._checks import check_positive_ints, is_real
 
 
 class SARB(nn.Module):
@@ -111,19 +112,17 @@ class SARB(nn.Module):
         beta_init: float = 0.5,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_dim", in_dim),
-            ("n_labels", n_labels),
-            ("hidden", hidden),
-            ("n_regions", n_regions),
-            ("n_prototypes", n_prototypes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
-        if not _is_real(dropout) or not 0 <= dropout < 1:
+        check_positive_ints(
+            in_dim=in_dim,
+            n_labels=n_labels,
+            hidden=hidden,
+            n_regions=n_regions,
+            n_prototypes=n_prototypes,
+        )
+        if not is_real(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must satisfy 0 <= dropout < 1, got dropout={dropout!r}")
         for key, coefficient in (("alpha_init", alpha_init), ("beta_init", beta_init)):
-            if not _is_real(coefficient) or not 0 < coefficient < 1:
+            if not is_real(coefficient) or not 0 < coefficient < 1:
                 raise ValueError(f"{key} must be a number in (0, 1), got {key}={coefficient!r}")
 
         self.in_dim, self.n_labels = int(in_dim), int(n_labels)
@@ -358,11 +357,3 @@ def kmeans(
 
 def _logit(p: float) -> float:
     return math.log(p / (1 - p))
-
-
-def _is_real(value: object) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
