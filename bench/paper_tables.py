@@ -43,20 +43,15 @@ from tuner.trial import CVProtocol, run_cv
 
 def suggest(trial: Any, spec: SearchSpec) -> dict[str, Any]:
     """One configuration from the space's domains (epochs capped as the search caps them)."""
-    config = dict(spec.fixed)
-    for key, domain in spec.params.items():
+    params, config = spec.searched()
+    for key, domain in params.items():
         if domain.kind == "choice":
-            values = list(domain.values)
-            if key == "epochs":
-                values = list(dict.fromkeys(min(int(v), spec.max_epochs) for v in values))
-            config[key] = trial.suggest_categorical(key, values)
+            config[key] = trial.suggest_categorical(key, list(domain.values))
         elif domain.kind == "int":
             config[key] = trial.suggest_int(key, *domain.values)
         else:
             low, high = domain.values
             config[key] = trial.suggest_float(key, low, high, log=domain.kind == "loguniform")
-    if isinstance(config.get("epochs"), int):
-        config["epochs"] = min(config["epochs"], spec.max_epochs)
     return config
 
 

@@ -136,7 +136,7 @@ class SearchSpec:
         """Number of configurations in the searched domains (``inf`` if any is continuous)."""
         return math.prod(d.size for d in self.params.values()) if self.params else 1
 
-    def _searched(self) -> tuple[dict[str, Domain], dict[str, Any]]:
+    def searched(self) -> tuple[dict[str, Domain], dict[str, Any]]:
         """The searched domains and the fixed values, after the budget's epoch cap.
 
         ``epochs`` choices above the budget's ``max_epochs`` collapse onto it, so the sampler
@@ -159,7 +159,7 @@ class SearchSpec:
 
     def param_space(self) -> dict[str, Any]:
         """Ray Tune ``param_space``: searched domains plus fixed values (epochs capped)."""
-        params, fixed = self._searched()
+        params, fixed = self.searched()
         return {**fixed, **{k: d.to_tune() for k, d in params.items()}}
 
     def starting_point(self) -> dict[str, Any]:
@@ -174,7 +174,7 @@ class SearchSpec:
 
         defaults = resolve_learner(self.model).defaults
         point: dict[str, Any] = {}
-        for key, domain in self._searched()[0].items():
+        for key, domain in self.searched()[0].items():
             default = defaults.get(key)
             values = domain.values
             if key == "epochs" and default is not None:
