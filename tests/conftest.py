@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +29,41 @@ def shared_data() -> Path:
             "(set MIML_TUNE_SHARED_DATA to the folder holding miml/ and mulan/)"
         )
     return SHARED_DATA
+
+
+@dataclass(frozen=True)
+class FinishedSearch:
+    """A small real search on Birds, finished: its folder, store and summary."""
+
+    workdir: Path
+    uri: str
+    name: str
+    summary: dict[str, Any]
+
+
+def short_tmpdir() -> Path:
+    """A short temporary folder (Ray's socket paths must stay short)."""
+    return Path(tempfile.mkdtemp(prefix="mt", dir="/tmp"))
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A short temporary folder used as working folder, HOME and TMPDIR of CLI subprocesses."""
+    path = short_tmpdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def finished_search() -> Iterator[FinishedSearch]:
+    """One small real search (real CLI, local Ray, sqlite MLflow, bundled Birds) shared by the
+    tests that only read it (report, promote). Tests that must change the search run their own."""
+    from tests.searches import launch_small
+
+    path = short_tmpdir()
+    uri = f"sqlite:///{path / 'mlflow.db'}"
+    try:
+        summary = launch_small(path, uri)
+        yield FinishedSearch(path, uri, summary["name"], summary)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -17,6 +17,7 @@ for _name, _value in (
     ("RAY_USAGE_STATS_ENABLED", "0"),
     ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ("RAY_AIR_NEW_OUTPUT", "0"),
+    ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
 ):
     os.environ.setdefault(_name, _value)
 
@@ -131,6 +132,120 @@ def best(name: str, tracking_uri: str | None, as_json: bool) -> None:
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
     _emit(tracking.read_summary(name, uri), as_json)
+
+
+_TRACKING = click.option(
+    "--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+
+
+@cli.command()
+@click.option("--name", required=True, help="Search name (its latest finished launch).")
+@click.option("--alias", default="champion", show_default=True, help="Alias to move.")
+@click.option("--force", is_flag=True, help="Move the alias even if the holdout score is worse.")
+@click.option("--registered-name", help="Registered model to add a version to [the search name].")
+@click.option("--data", type=click.Path(), help="The search's data file, if it has moved.")
+@_TRACKING
+@_JSON
+def promote(as_json: bool, **options: Any) -> None:
+    """Refit the best trial on all development data, score it on the holdout, register it."""
+    from tuner.output import format_promotion
+    from tuner.promote import promote as run_promote
+
+    progress = None if as_json else (lambda message: click.echo(message, err=True))
+    result = run_promote(options.pop("name"), **options, progress=progress)
+    click.echo(
+        json.dumps(_json_safe(result), sort_keys=True) if as_json else format_promotion(result)
+    )
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/NAME@champion, models:/NAME/3, runs:/ID/model.",
+)
+@click.option(
+    "--data", required=True, type=click.Path(), help="Bags to score (any supported format)."
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Write scores and label sets here (.csv or .jsonl) [CSV to stdout].",
+)
+@click.option("--threshold", type=float, help="Predict labels scoring >= T [0.5].")
+@click.option(
+    "--top-k", type=int, help="Predict the K best labels of each bag (with --threshold: at most K)."
+)
+@click.option("--bag-key", help="Name of the bag cell array in a .mat --data file.")
+@click.option("--label-key", help="Name of the label matrix in a .mat --data file.")
+@_TRACKING
+@_JSON
+def predict(model_uri: str, data: str, as_json: bool, **options: Any) -> None:
+    """Score bags with a registered model; write per-bag scores and predicted label sets."""
+    from tuner.output import format_prediction
+    from tuner.serving import predict as run_predict
+
+    out = options.pop("out")
+    to_stdout = out is None and not as_json
+    if to_stdout:  # CSV on stdout, the summary on stderr
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "predictions.csv")
+            result = run_predict(model_uri, data, out=path, **options)
+            click.echo(Path(path).read_text(), nl=False)
+        result["out"] = None
+        click.echo(format_prediction(result), err=True)
+        return
+    result = run_predict(model_uri, data, out=out, **options)
+    if as_json:
+        click.echo(json.dumps(_json_safe(result), sort_keys=True))
+    else:
+        click.echo(format_prediction(result))
+
+
+@cli.command()
+@click.option("--name", required=True, help="Search name (its latest finished launch).")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Folder for index.html and the figures [./miml-tune-reports/NAME].",
+)
+@click.option(
+    "--top", type=int, default=5, show_default=True, help="Trials in the top-trial figures."
+)
+@_TRACKING
+def report(name: str, out: str | None, top: int, tracking_uri: str | None) -> None:
+    """Write an HTML report with figures of a finished search and log it to its parent run."""
+    from pathlib import Path
+
+    from tuner import tracking
+    from tuner.report import build_report
+
+    if top < 1:
+        raise MimlTuneError(f"--top must be an integer >= 1, got {top}")
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_tracking_uri(uri)
+    result = build_report(name, uri, Path(out) if out else None, top=top)
+    click.echo(result["table"])
+    click.echo(f"\nreport: {result['html']} ({len(result['figures'])} figures)")
+
+
+@cli.command()
+@click.option("--port", type=int, default=5000, show_default=True, help="Port on 127.0.0.1.")
+@_TRACKING
+def ui(port: int, tracking_uri: str | None) -> None:
+    """Open the MLflow UI on 127.0.0.1 for the searches' tracking store (Ctrl-C stops it)."""
+    from tuner import tracking
+    from tuner.ui import serve_ui
+
+    status = serve_ui(tracking.resolve_tracking_uri(tracking_uri), port)
+    if status:
+        sys.exit(status)
 
 
 @cli.group(invoke_without_command=True)

@@ -59,3 +59,67 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"parent run {mlflow['parent_run_id']})",
     ]
     return "\n".join(lines)
+
+
+def format_promotion(result: dict[str, Any]) -> str:
+    """What ``promote`` did: the version, the alias decision, holdout beside CV metrics."""
+    registered = result["registered_model"]
+    lines = [
+        f"registered {registered} version {result['version']}: {result['model']} trial "
+        f"{result['trial_id']} of search {result['name']!r}, refit for {result['epochs']} epochs "
+        f"on the development data",
+        f"alias {result['alias']!r} "
+        + (
+            f"-> version {result['version']}"
+            if result["alias_moved"]
+            else f"stays on version {result['champion_version']}"
+        )
+        + f" ({result['reason']})",
+        "",
+        f"  {'metric':<26}{'holdout':<12}CV mean  ({result['holdout_bags']} holdout bags, "
+        f"{result['holdout_kind']})",
+    ]
+    for name in (*ALL_METRICS, *INSTANCE_METRICS):
+        if name not in result["holdout"] and name not in result["cv"]:
+            continue
+        arrow = "↑" if mode_of(name) == "max" else "↓"
+        marker = " *" if name == result["metric"] else ""
+        holdout, cv = result["holdout"].get(name), result["cv"].get(name)
+        lines.append(f"  {name + ' ' + arrow + marker:<26}{_number(holdout):<12}{_number(cv)}")
+    timing = result["timing"]
+    lines += [
+        "",
+        f"load with: mlflow.pyfunc.load_model({result['alias_uri']!r}) or "
+        f"miml-tune predict --model {result['alias_uri']} --data FILE",
+        f"took {timing['total_seconds']:.1f} s (refit {timing['refit_seconds']:.1f} s, log "
+        f"{timing['log_seconds']:.1f} s, register {timing['register_seconds']:.1f} s)",
+    ]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def format_prediction(result: dict[str, Any]) -> str:
+    """A short summary of ``predict``: bags, label sets, and metrics when the data has labels."""
+    rule = (
+        f"top {result['top_k']}" + (f" above {result['threshold']}" if result["threshold"] else "")
+        if result["top_k"]
+        else f"score >= {result['threshold']}"
+    )
+    frequent = ", ".join(f"{k} ({v})" for k, v in result["most_predicted"].items()) or "none"
+    lines = [
+        f"predicted {result['bags']} bags with {result['model_uri']} ({result['model']}) in "
+        f"{result['seconds']:.2f} s; labels by {rule}: {result['labels_per_bag']} per bag",
+        f"most predicted: {frequent}",
+    ]
+    if result.get("metrics"):
+        shown = ("average_precision", "one_error", "ranking_loss", "hamming_loss", "macro_f1")
+        values = ", ".join(
+            f"{k} {result['metrics'][k]:.4f}" for k in shown if k in result["metrics"]
+        )
+        lines.append(f"against the file's own labels: {values}")
+    if result.get("out"):
+        lines.append(f"wrote {result['out']}")
+    return "\n".join(lines)

@@ -35,6 +35,7 @@ from tuner.trial import CVProtocol, run_cv, tune_trainable
 
 PEER_MODEL = "bag_mean_linear"  # the default peer
 STATE_FILE = "miml_tune_search.json"
+DATA_PATH_TAG = "miml_tune.data_path"
 
 
 @dataclass
@@ -226,6 +227,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
             "miml_tune.dataset": full.name,
             "miml_tune.dataset_fingerprint": full.fingerprint(),
             "miml_tune.storage": str(run_dir),
+            **_data_tags(options),
         },
     )
     parent_id = str(parent.info.run_id)
@@ -268,6 +270,17 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
                 tracking_uri=uri,
             )
         raise
+
+
+def _data_tags(options: LaunchOptions) -> dict[str, str]:
+    """Where the data came from, so that ``promote`` can read the same file again."""
+    tags = {}
+    if options.data:
+        tags[DATA_PATH_TAG] = str(Path(options.data).expanduser().resolve())
+    for key in ("bag_key", "label_key"):
+        if getattr(options, key):
+            tags[f"miml_tune.{key}"] = str(getattr(options, key))
+    return tags
 
 
 def _run_peers(

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA
+from tests.searches import cli
 
 pytestmark = pytest.mark.slow
 
@@ -44,50 +39,11 @@ TEST_SPACE = {
 }
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    """A short temporary folder (Ray's socket paths must stay short) used as HOME and TMPDIR."""
-    path = Path(tempfile.mkdtemp(prefix="mt", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _env(workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HOME=str(workdir),
-        TMPDIR=str(workdir),
-        RAY_USAGE_STATS_ENABLED="0",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
-def _cli(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuner.cli", *args],
-        cwd=workdir,
-        env=_env(workdir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"miml-tune {' '.join(args)} timed out; stderr tail: {err[-2000:]}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
     space = workdir / "space.yaml"
     space.write_text(yaml.safe_dump(TEST_SPACE))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    result = _cli(workdir, "launch", "--space", str(space), "--tracking-uri", uri, "--json")
+    result = cli(workdir, "launch", "--space", str(space), "--tracking-uri", uri, "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert "trials 4/4" in result.stderr  # the live progress line
@@ -133,10 +89,10 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
         assert child.data.params["hidden"] == "128"
     assert statuses <= {"completed", "pruned"} and "completed" in statuses
 
-    again = _cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri, "--json")
+    again = cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["best"] == summary["best"]
-    text = _cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri)
+    text = cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri)
     assert "average_precision ↑" in text.stdout and "bag_mean_linear" in text.stdout
 
 
@@ -152,7 +108,7 @@ def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> No
     # Through --data when the shared copy of the Birds file is there (same bags as the bundled).
     shared = SHARED_DATA / "miml" / "birds.arff"
     data = ["--data", str(shared)] if shared.is_file() else []
-    result = _cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json", *data)
+    result = cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json", *data)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     if data:
@@ -180,7 +136,7 @@ def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> No
 
 def test_trials_that_could_never_be_scheduled_are_refused(workdir: Path) -> None:
     uri = f"sqlite:///{workdir / 'store.db'}"
-    result = _cli(
+    result = cli(
         workdir, "launch", "--space", "birds", "--tracking-uri", uri, "--cpus-per-trial", "64"
     )
     assert result.returncode == 2
@@ -198,7 +154,7 @@ def test_partial_label_search_on_mulan_yeast_with_its_official_test_split(workdi
         pytest.skip(f"Mulan yeast not found at {yeast} (set MIML_TUNE_SHARED_DATA)")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     args = ["--trials", "2", "--max-epochs", "3", "--concurrency", "2", "--json"]
-    result = _cli(
+    result = cli(
         workdir, "launch", "--space", "yeast_sarb_p50", "--data", str(yeast),
         "--tracking-uri", uri, *args,
     )  # fmt: skip

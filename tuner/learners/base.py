@@ -39,6 +39,9 @@ class Learner(abc.ABC):
     partial_labels: ClassVar[bool] = False
     #: True for learners that run on ordinary vector data (one instance per bag) too.
     vector_data: ClassVar[bool] = True
+    #: Attributes needed only to train (encoded training bags, batch order), left out when a
+    #: trained learner is saved as a model; ``optimizer`` and ``scheduler`` always are.
+    training_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

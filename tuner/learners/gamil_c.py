@@ -46,6 +46,7 @@ class GamilCLearner(OwnRNG, Learner):
     name: ClassVar[str] = "gamil_c"
     # A one-instance bag is a one-node graph: attention and pooling have nothing to work on.
     vector_data: ClassVar[bool] = False
+    training_only: ClassVar[tuple[str, ...]] = ("_graphs", "_labels", "_order")
     defaults: ClassVar[dict[str, Any]] = {
         "batch_size": 64,
         "lr": 1e-3,

@@ -1,0 +1,100 @@
+"""Running the real CLI from tests: a short private folder as HOME and TMPDIR, a small real search
+on the bundled Birds data, and the one-line error check every bad-input test makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# Small but real: GAMIL-C with settings that learn in a few epochs; ASHA (grace 2, factor 2)
+# prunes some of the four trials, so reports have pruned learning curves to draw.
+SMALL_SPACE: dict[str, Any] = {
+    "name": "birds-tiny",
+    "description": "a small Birds search for tests",
+    "model": "gamil_c",
+    "dataset": "birds",
+    "metric": "average_precision",
+    "mode": "max",
+    "cv": {"folds": 3, "repeats": 1},
+    "holdout": 0.2,
+    "seed": 0,
+    "budget": {"trials": 4, "max_epochs": 6},
+    "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
+    "sampler": "tpe",
+    "peers": ["bag_mean_linear"],
+    "params": {
+        "lr": [5.0e-3, 3.0e-3, 1.0e-3],
+        "k": [3, 5],
+        "epochs": 6,
+        "batch_size": 32,
+        "hidden": 64,
+        "heads": 4,
+        "proj_dim": 32,
+        "beta": 0.1,
+    },
+}
+
+
+def cli_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: HOME and TMPDIR inside ``workdir``."""
+    env = dict(os.environ)
+    env.update(
+        HOME=str(workdir),
+        TMPDIR=str(workdir),
+        RAY_USAGE_STATS_ENABLED="0",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra)
+    return env
+
+
+def cli(
+    workdir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``miml-tune ARGS`` in a fresh Python process in ``workdir``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", *args],
+        cwd=workdir,
+        env=env or cli_env(workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"miml-tune {' '.join(args)} timed out; stderr tail: {err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit status 2 and one ``error:`` line on stderr holding every fragment; returns it."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def launch_small(
+    workdir: Path, uri: str, *, name: str = "birds-tiny", **params: Any
+) -> dict[str, Any]:
+    """Runs :data:`SMALL_SPACE` (``params`` override its parameters) and returns the summary."""
+    space = {**SMALL_SPACE, "name": name, "params": {**SMALL_SPACE["params"], **params}}
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space))
+    result = cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(json.loads(result.stdout))

@@ -1,0 +1,316 @@
+"""A trained learner as an MLflow model: saved with its preprocessing, loaded by name, predicting.
+
+A promoted model is an MLflow ``python_function`` model whose only artifact is the trained
+learner (its fitted feature scaling, bag graphs or bag pooling, and network) plus a small JSON
+file of metadata (model name, feature count, label names). Loading it needs nothing but the
+installed ``miml-tune`` package.
+
+Bags do not fit a table, so the model's input is the *long* form every MIML tool can write: one
+row per instance, a ``bag_id`` column and the instance features ``f0 … f{d-1}``. Its output is one
+row per bag, in the order bags first appear: ``bag_id`` and one score column per label name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from tuner.errors import MimlTuneError
+
+if TYPE_CHECKING:
+    from tuner.learners import Learner
+
+ENTRY_FILE = str(Path(__file__).with_name("serving_entry.py"))
+LEARNER_FILE = "learner.pt"
+META_FILE = "miml_tune_model.json"
+BAG_COLUMN = "bag_id"
+# Attributes every learner keeps only to train: dropped before saving (closures do not pickle,
+# and an optimiser's state is as large as the model).
+_TRAINING_ONLY = ("optimizer", "scheduler")
+
+
+def quiet_mlflow() -> None:
+    """MLflow's progress bars, INFO lines and type-hint advice are noise in a CLI's output."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ["mlflow", *logging.root.manager.loggerDict]:
+        if name.startswith("mlflow"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+
+
+def feature_columns(n_features: int) -> list[str]:
+    return [f"f{j}" for j in range(n_features)]
+
+
+def bags_to_frame(bags: Sequence[np.ndarray], bag_ids: Sequence[str]) -> pd.DataFrame:
+    """The long form of ``bags``: one row per instance, ``bag_id`` then ``f0 … f{d-1}``."""
+    if not bags:
+        raise MimlTuneError("no bags to predict")
+    n_features = bags[0].shape[1]
+    ids = np.repeat(np.asarray(bag_ids, dtype=object), [len(b) for b in bags])
+    values = np.concatenate(bags).astype(np.float32, copy=False)
+    frame = pd.DataFrame(values, columns=feature_columns(n_features))
+    frame.insert(0, BAG_COLUMN, ids.astype(str))
+    return frame
+
+
+def frame_to_bags(frame: pd.DataFrame, n_features: int) -> tuple[list[str], list[np.ndarray]]:
+    """Bag ids (in order of first appearance) and bags from the long form."""
+    if BAG_COLUMN not in frame.columns:
+        raise MimlTuneError(
+            f"model input needs a {BAG_COLUMN!r} column and feature columns f0..f{n_features - 1}"
+        )
+    columns = feature_columns(n_features)
+    missing = [c for c in columns if c not in frame.columns]
+    extra = [c for c in frame.columns if c != BAG_COLUMN and c not in set(columns)]
+    if missing or extra:
+        found = len(frame.columns) - 1
+        raise MimlTuneError(
+            f"the model takes {n_features} instance features (columns f0..f{n_features - 1}), "
+            f"the input has {found} feature columns"
+            + (f" (missing {missing[:3]})" if missing else f" (unexpected {extra[:3]})")
+        )
+    ids = frame[BAG_COLUMN].astype(str).to_numpy()
+    values = frame[columns].to_numpy(dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise MimlTuneError("the input has missing or non-finite feature values")
+    order, first = np.unique(ids, return_index=True)
+    order = order[np.argsort(first)]
+    rows = {bag: np.flatnonzero(ids == bag) for bag in order}
+    return [str(b) for b in order], [np.ascontiguousarray(values[rows[b]]) for b in order]
+
+
+def save_learner(learner: Learner, folder: Path, meta: Mapping[str, Any]) -> dict[str, str]:
+    """Writes the learner (without its training-only state) and ``meta``; returns the files."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = dict(vars(learner))
+    for key in (*_TRAINING_ONLY, *learner.training_only):
+        state.pop(key, None)
+    clone = object.__new__(type(learner))
+    clone.__dict__.update(state)
+    torch.save(clone, folder / LEARNER_FILE)
+    (folder / META_FILE).write_text(json.dumps(dict(meta), indent=2, sort_keys=True))
+    return {"learner": str(folder / LEARNER_FILE), "meta": str(folder / META_FILE)}
+
+
+def load_learner(path: str | os.PathLike[str]) -> Learner:
+    """The learner saved by :func:`save_learner`, on the CPU."""
+    import torch
+
+    learner: Learner = torch.load(Path(path), map_location="cpu", weights_only=False)
+    learner.device = torch.device("cpu")
+    return learner
+
+
+class MimlTuneModel(PythonModel):
+    """The MLflow ``python_function`` wrapper of a trained learner (see the module docstring)."""
+
+    def load_context(self, context: Any) -> None:
+        self.learner = load_learner(context.artifacts["learner"])
+        self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        ids, bags = frame_to_bags(model_input, int(self.meta["n_features"]))
+        return scores_frame(ids, predict_bags(self.learner, bags), self.meta["label_names"])
+
+
+def predict_bags(learner: Learner, bags: Sequence[np.ndarray]) -> np.ndarray:
+    """``(n, L)`` label scores in [0, 1] of ``bags`` (0.5 is the model's decision point)."""
+    import torch
+
+    with torch.inference_mode():
+        return np.asarray(learner.predict(learner.encode(list(bags))), dtype=np.float64)
+
+
+def scores_frame(ids: Sequence[str], scores: np.ndarray, labels: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(scores, columns=list(labels))
+    frame.insert(0, BAG_COLUMN, list(ids))
+    return frame
+
+
+def pip_requirements() -> list[str]:
+    """The packages a loading process needs, pinned to the versions that trained the model."""
+    from importlib import metadata
+
+    pins = []
+    for dist in ("miml-tune", "torch", "torch-geometric", "scikit-learn", "numpy", "pandas"):
+        version = metadata.version(dist).split("+")[0]
+        pins.append(f"{dist}=={version}")
+    pins.append(f"mlflow>={metadata.version('mlflow').split('+')[0]}")
+    return pins
+
+
+# ------------------------------------------------------------------------------- predict
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+
+
+def check_predict_options(out: str | None, threshold: float | None, top_k: int | None) -> None:
+    """Refuses bad ``predict`` options before anything is loaded."""
+    if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise MimlTuneError(
+            f"--out {out}: unknown format {Path(out).suffix or '(no suffix)'}; use a .csv or "
+            ".jsonl file"
+        )
+    if out is not None and not Path(out).expanduser().resolve().parent.is_dir():
+        raise MimlTuneError(f"--out {out}: folder {Path(out).parent} does not exist")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise MimlTuneError(f"--threshold must be in (0, 1), got {threshold}")
+    if top_k is not None and top_k < 1:
+        raise MimlTuneError(f"--top-k must be an integer >= 1, got {top_k}")
+
+
+def load_model(model_uri: str, tracking_uri: str) -> Any:
+    """The pyfunc model at ``model_uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
+    ``runs:/ID/model`` or a local folder), or one line saying why it cannot be loaded."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    quiet_mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    store = tracking_uri[len("sqlite:///") :] if tracking_uri.startswith("sqlite:///") else ""
+    if model_uri.startswith("models:/") and store and not Path(store).is_file():
+        raise MimlTuneError(
+            f"model {model_uri} not found: there is no MLflow store at {tracking_uri}; "
+            "pass --tracking-uri"
+        )
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MimlTuneError(f"cannot load model {model_uri} from {tracking_uri}: {first}") from None
+    meta = (model.metadata.metadata or {}).get("miml_tune")
+    if not meta:
+        raise MimlTuneError(f"{model_uri} is not a miml-tune model (no miml_tune metadata)")
+    return model
+
+
+def label_sets(
+    scores: np.ndarray, threshold: float | None = None, top_k: int | None = None
+) -> np.ndarray:
+    """``(n, L)`` 0/1 predicted label sets: scores >= ``threshold`` (0.5 by default, the
+    models' own decision point); with ``top_k`` alone the ``k`` best labels of each bag; with
+    both, the labels above the threshold, at most ``k`` of them."""
+    if top_k is None:
+        return (scores >= (0.5 if threshold is None else threshold)).astype(np.uint8)
+    k = min(top_k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    chosen = np.zeros_like(scores, dtype=np.uint8)
+    np.put_along_axis(chosen, order, 1, axis=1)
+    if threshold is not None:
+        chosen &= (scores >= threshold).astype(np.uint8)
+    return chosen
+
+
+def predict(
+    model_uri: str,
+    data: str,
+    *,
+    tracking_uri: str | None = None,
+    out: str | None = None,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    bag_key: str | None = None,
+    label_key: str | None = None,
+) -> dict[str, Any]:
+    """Scores every bag of the data file ``data`` with the model at ``model_uri``.
+
+    Writes ``out`` (CSV: ``bag_id``, ``labels`` joined by ';', a ``score.<label>`` column per
+    label; JSON lines: ``{"bag_id", "labels", "scores"}``) when given, and returns a summary:
+    bags, labels per bag, the most predicted labels, and the metrics against the file's own
+    labels when it has any. The file is written whole or not at all.
+    """
+    from tuner import tracking
+    from tuner.data import load_dataset
+    from tuner.metrics import ALL_METRICS, compute
+
+    check_predict_options(out, threshold, top_k)
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_tracking_uri(uri)
+    keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
+    dataset = load_dataset(data, **keys)
+    model = load_model(model_uri, uri)
+    meta = model.metadata.metadata["miml_tune"]
+    if dataset.n_features != int(meta["n_features"]):
+        raise MimlTuneError(
+            f"{data} has {dataset.n_features} features per instance, the model "
+            f"{model_uri} takes {meta['n_features']}; give data with the features it was trained on"
+        )
+    started = time.monotonic()
+    frame = model.predict(bags_to_frame(dataset.bags, dataset.bag_ids))
+    seconds = time.monotonic() - started
+    labels = list(meta["label_names"])
+    scores = frame[labels].to_numpy(dtype=np.float64)
+    chosen = label_sets(scores, threshold, top_k)
+    ids = frame[BAG_COLUMN].astype(str).tolist()
+    if out is not None:
+        _write_predictions(Path(out).expanduser(), ids, labels, scores, chosen)
+    counts = chosen.sum(axis=0).astype(np.int64)
+    result: dict[str, Any] = {
+        "model_uri": model_uri,
+        "model": meta["model"],
+        "search": meta.get("search"),
+        "data": str(data),
+        "bags": len(ids),
+        "labels_per_bag": round(float(chosen.sum(axis=1).mean()), 3),
+        "most_predicted": {
+            labels[j]: int(counts[j]) for j in np.argsort(-counts, kind="stable")[:5] if counts[j]
+        },
+        "threshold": threshold if threshold is not None or top_k is not None else 0.5,
+        "top_k": top_k,
+        "out": str(out) if out else None,
+        "seconds": round(seconds, 3),
+    }
+    if tuple(dataset.label_names) == tuple(labels) and dataset.labels.any():
+        values = compute(dataset.labels, scores, names=list(ALL_METRICS))
+        result["metrics"] = {k: round(v, 6) for k, v in values.items()}
+    result["rows"] = [
+        {"bag_id": i, "labels": [labels[j] for j in np.flatnonzero(row)]}
+        for i, row in zip(ids, chosen, strict=True)
+    ]
+    return result
+
+
+def _write_predictions(
+    path: Path, ids: Sequence[str], labels: Sequence[str], scores: np.ndarray, chosen: np.ndarray
+) -> None:
+    import csv
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", newline="") as handle:
+            if path.suffix.lower() == ".csv":
+                writer = csv.writer(handle)
+                writer.writerow([BAG_COLUMN, "labels", *(f"score.{name}" for name in labels)])
+                for bag, row, picked in zip(ids, scores, chosen, strict=True):
+                    names = ";".join(labels[int(j)] for j in np.flatnonzero(picked))
+                    writer.writerow([bag, names, *(f"{s:.6f}" for s in row)])
+            else:
+                for bag, row, picked in zip(ids, scores, chosen, strict=True):
+                    record = {
+                        BAG_COLUMN: bag,
+                        "labels": [labels[int(j)] for j in np.flatnonzero(picked)],
+                        "scores": {
+                            name: round(float(s), 6) for name, s in zip(labels, row, strict=True)
+                        },
+                    }
+                    handle.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
