@@ -1,0 +1,273 @@
+"""The search report: pure helpers on made-up trials, then the real report of a finished search
+(figures, HTML, artifacts on the parent run) through the library and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FinishedSearch
+from tests.searches import assert_one_line_error, cli
+from tuner import tracking
+from tuner.errors import MimlTuneError
+from tuner.report import (
+    DATA_FILE,
+    FIGURES,
+    TrialRecord,
+    best_so_far,
+    build_report,
+    fetch_curves,
+    importance_study,
+    learning_curves,
+    param_importances,
+    read_search,
+    scaled,
+    space_domains,
+    typed_param,
+)
+from tuner.spec import Domain
+
+DOMAINS = {
+    "lr": Domain("loguniform", (1e-4, 1e-2)),
+    "k": Domain("choice", (3, 5, 7)),
+    "layers": Domain("int", (1, 4)),
+}
+
+
+def trial(
+    i: int, value: float, status: str = "completed", curve: int = 3, **params: object
+) -> TrialRecord:
+    return TrialRecord(
+        run_id=f"run{i}",
+        trial_id=f"t{i}",
+        status=status,
+        start_time=i,
+        epochs=curve,
+        params={"lr": 1e-3, "k": 3, "layers": 2, **params},
+        metrics={"average_precision": value, "average_precision_std": 0.01},
+        order=i,
+        curve=[(e, value * e / curve) for e in range(1, curve + 1)],
+    )
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def test_best_so_far_follows_the_mode_and_skips_nan() -> None:
+    values = [math.nan, 0.5, 0.4, 0.7, math.nan, 0.6]
+    assert best_so_far(values, "max")[1:] == [0.5, 0.5, 0.7, 0.7, 0.7]
+    assert math.isnan(best_so_far(values, "max")[0])
+    assert best_so_far(values, "min")[1:] == [0.5, 0.4, 0.4, 0.4, 0.4]
+    assert best_so_far([], "max") == []
+    with pytest.raises(ValueError, match="mode must be 'max' or 'min'"):
+        best_so_far([1.0], "maximise")
+
+
+def test_importance_study_holds_completed_trials_in_the_domains() -> None:
+    trials = [
+        trial(0, 0.5, lr=1e-4),
+        trial(1, 0.6, lr=1e-3, k=5),
+        trial(2, 0.7, status="pruned"),
+        trial(3, math.nan, lr=2e-3),  # no metric
+        trial(4, 0.8, k=9),  # outside the space (the space changed since)
+        trial(5, 0.55, lr=5e-3, k=7),
+    ]
+    study, varying = importance_study(trials, DOMAINS, "average_precision", "max")
+    assert [t.value for t in study.trials] == [0.5, 0.6, 0.55]
+    assert study.direction.name == "MAXIMIZE"
+    assert varying == ["lr", "k"]  # layers is 2 in every one
+    assert study.trials[1].params == {"lr": 1e-3, "k": 5, "layers": 2}
+    assert study.trials[0].distributions["lr"].log
+    minimise, _ = importance_study(trials, DOMAINS, "ranking_loss", "min")
+    assert minimise.direction.name == "MINIMIZE"
+
+
+def test_param_importances_find_the_parameter_that_matters() -> None:
+    lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 2e-4, 5e-3, 7e-4]
+    trials = [
+        trial(i, 0.3 + 0.1 * math.log10(lr / 1e-4), lr=lr, k=(3, 5, 7)[i % 3])
+        for i, lr in enumerate(lrs)
+    ]
+    found = param_importances(trials, DOMAINS, "average_precision", "max")
+    assert isinstance(found, dict)
+    assert set(found) == {"lr", "k"}
+    assert found["lr"] > 0.8 > found["k"]
+
+
+def test_param_importances_say_why_when_there_are_none() -> None:
+    one = param_importances([trial(0, 0.5)], DOMAINS, "average_precision", "max")
+    assert one == "1 completed trial: importances need at least 2"
+    same = param_importances([trial(0, 0.5), trial(1, 0.6)], DOMAINS, "average_precision", "max")
+    assert same == "no parameter varies across the 2 completed trials"
+
+
+def test_learning_curves_keep_the_top_trials_and_every_pruned_one() -> None:
+    ranked = [
+        trial(0, 0.8, curve=6),
+        trial(1, 0.7, curve=6),
+        trial(2, 0.6, curve=6),
+        trial(3, 0.5, status="pruned", curve=2),
+        trial(4, 0.4, status="pruned", curve=4),
+    ]
+    curves = learning_curves(ranked, top=1)
+    assert [(c.trial_id, c.status, c.rank) for c in curves] == [
+        ("t0", "completed", 1),
+        ("t3", "pruned", 4),
+        ("t4", "pruned", 5),
+    ]
+    assert curves[1].epochs == (1, 2)
+    assert curves[2].values[-1] == pytest.approx(0.4)
+
+
+def test_scaled_maps_each_domain_kind_onto_0_1() -> None:
+    assert scaled(5, DOMAINS["k"]) == 0.5
+    assert scaled(7, DOMAINS["k"]) == 1.0
+    assert math.isnan(scaled(9, DOMAINS["k"]))
+    assert scaled(1e-3, DOMAINS["lr"]) == pytest.approx(0.5)
+    assert scaled(4, DOMAINS["layers"]) == 1.0
+    assert scaled(0.5, Domain("uniform", (0.0, 2.0))) == 0.25
+    assert scaled("x", Domain("choice", ("x",))) == 0.5
+
+
+def test_params_read_back_as_their_domain_types() -> None:
+    assert typed_param("5", DOMAINS["k"]) == 5
+    assert typed_param("0.001", DOMAINS["lr"]) == 0.001
+    assert typed_param("3", DOMAINS["layers"]) == 3
+    assert typed_param("True", Domain("choice", (True, False))) is True
+    assert typed_param("attention", None) == "attention"
+    assert typed_param("32", None) == 32
+
+
+def test_space_domains_cap_epochs_as_the_search_did() -> None:
+    space = {
+        "name": "s",
+        "model": "gamil_c",
+        "dataset": "birds",
+        "metric": "average_precision",
+        "budget": {"trials": 4, "max_epochs": 6},
+        "params": {"lr": {"loguniform": [1e-4, 1e-2]}, "epochs": [5, 10, 20], "hidden": 64},
+    }
+    domains = space_domains(space)
+    assert domains == {"lr": Domain("loguniform", (1e-4, 1e-2)), "epochs": Domain("choice", (5, 6))}
+
+
+def test_bad_out_and_top_are_one_line_errors_before_any_work(tmp_path: Path) -> None:
+    nowhere = f"sqlite:///{tmp_path / 'none.db'}"
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    with pytest.raises(MimlTuneError, match="is a file; give a folder"):
+        build_report("s", nowhere, file)
+    with pytest.raises(MimlTuneError, match="cannot be created or written to"):
+        build_report("s", nowhere, file / "sub")
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(MimlTuneError, match="is not a miml-tune report folder"):
+        build_report("s", nowhere, other)
+    assert (other / "keep.txt").read_text() == "mine"
+    with pytest.raises(MimlTuneError, match="--top must be an integer >= 1, got 0"):
+        build_report("s", nowhere, tmp_path / "r", top=0)
+    with pytest.raises(MimlTuneError, match="no MLflow store"):
+        build_report("s", nowhere, tmp_path / "r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "notes"]
+
+
+# --- the report of a real finished search -------------------------------------------------
+
+
+def _check_png(path: Path) -> None:
+    from matplotlib.image import imread
+
+    assert path.stat().st_size > 5_000, path
+    image = imread(path)
+    height, width = image.shape[:2]
+    assert width >= 600 and height >= 250, (path.name, image.shape)
+    assert image.std() > 0.01, f"{path.name} is blank"
+
+
+@pytest.mark.slow
+def test_report_of_a_finished_search(finished_search: FinishedSearch, workdir: Path) -> None:
+    s = finished_search
+    out = workdir / "reports" / "tiny"
+    result = build_report(s.name, s.uri, out, top=3)
+
+    assert result["out"] == str(out) and result["html"] == str(out / "index.html")
+    assert [Path(f).name for f in result["figures"]] == list(FIGURES.values())
+    for figure in result["figures"]:
+        _check_png(Path(figure))
+    page = (out / "index.html").read_text()
+    for name in FIGURES.values():
+        assert f'src="{name}"' in page
+    assert not re.search(r"<script|<link|https?://", page), "the page must be self-contained"
+
+    # The leaderboard's first row is the summary's best, with its numbers.
+    best = s.summary["best"]
+    first = re.search(r'<tr class="best">(.*?)</tr>', page)
+    assert first is not None
+    cv = best["metrics"][s.summary["metric"]]
+    assert f"<td>{best['trial_id']}</td>" in first.group(1)
+    assert f">{cv['mean']:.4f}<" in first.group(1) and f">{cv['std']:.4f}<" in first.group(1)
+    for model, peer in s.summary["peers"].items():
+        assert f"peer {model}" in page
+        assert f"{peer['metrics'][s.summary['metric']]['mean']:.4f}" in page
+    assert s.summary["holdout_kind"] in page and s.summary["model"] in page
+
+    table = result["table"]
+    assert best["trial_id"] in table.splitlines()[3] and f"{cv['mean']:.4f}" in table
+    assert all(f"peer  {model}" in table for model in s.summary["peers"])
+
+    data = json.loads((out / DATA_FILE).read_text())
+    pruned = [c for c in data["learning_curves"] if c["status"] == "pruned"]
+    assert len(pruned) == s.summary["trials"]["pruned"]
+
+    # The same files, as artifacts of the search's parent run.
+    client = tracking.client(s.uri)
+    parent = s.summary["mlflow"]["parent_run_id"]
+    logged = {Path(a.path).name for a in client.list_artifacts(parent, "report")}
+    assert logged == {p.name for p in out.iterdir()}
+
+    # A second report replaces the first, leaving no temporary folder beside it.
+    again = build_report(s.name, s.uri, out, top=1)
+    assert Path(again["html"]).is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]
+
+
+@pytest.mark.slow
+def test_learning_curves_show_the_pruned_trials(finished_search: FinishedSearch) -> None:
+    s = finished_search
+    record = read_search(s.name, s.uri)
+    assert len(record.trials) == s.summary["trials"]["total"]
+    ranked = record.ranked()
+    assert ranked[0].trial_id == s.summary["best"]["trial_id"]
+    fetch_curves(record, ranked)
+    curves = learning_curves(ranked, top=1)
+    pruned = [t for t in ranked if t.status == "pruned"]
+    assert s.summary["trials"]["pruned"] == len(pruned)
+    assert [c.trial_id for c in curves] == [ranked[0].trial_id] + [t.trial_id for t in pruned]
+    best = curves[0]
+    assert best.epochs == tuple(range(1, s.summary["best"]["epochs"] + 1))
+    assert best.values[-1] == pytest.approx(
+        s.summary["best"]["metrics"][s.summary["metric"]]["mean"]
+    )
+    for curve, pruned_trial in zip(curves[1:], pruned, strict=True):
+        assert curve.status == "pruned"
+        assert curve.epochs[-1] == pruned_trial.epochs < s.summary["best"]["epochs"]
+
+
+@pytest.mark.slow
+def test_report_through_the_cli(finished_search: FinishedSearch, workdir: Path) -> None:
+    s = finished_search
+    out = workdir / "cli-report"
+    result = cli(workdir, "report", "--name", s.name, "--tracking-uri", s.uri, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert s.summary["best"]["trial_id"] in result.stdout
+    assert str(out / "index.html") in result.stdout
+    assert {p.name for p in out.glob("*.png")} == set(FIGURES.values())
+
+    unknown = cli(workdir, "report", "--name", "no-such-search", "--tracking-uri", s.uri)
+    assert_one_line_error(unknown, "no search named 'no-such-search'", s.name)
+    assert not (workdir / "miml-tune-reports").exists()
