@@ -140,9 +140,7 @@ def build_report(name: str, uri: str, out: Path | None = None, *, top: int = 5) 
         workdir = _make_workdir(target)
         try:
             figures = write_files(record, workdir, top=top)
-            tracking.client(uri).log_artifacts(
-                record.parent_run_id, str(workdir), artifact_path=REPORT_ARTIFACT_DIR
-            )
+            _log_artifacts(uri, record.parent_run_id, workdir)
             _swap_in(workdir, target)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -153,6 +151,16 @@ def build_report(name: str, uri: str, out: Path | None = None, *, top: int = 5) 
         "figures": [str(target / f) for f in figures],
         "table": summary_table(record, top=top),
     }
+
+
+def _log_artifacts(uri: str, run_id: str, folder: Path) -> None:
+    try:
+        tracking.client(uri).log_artifacts(run_id, str(folder), artifact_path=REPORT_ARTIFACT_DIR)
+    except Exception as exc:  # the artifact store refused (permissions, a server's proxy)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MimlTuneError(
+            f"cannot log the report to the search's parent run {run_id} in {uri}: {first}"
+        ) from None
 
 
 # --- reading the search back ----------------------------------------------------------------
@@ -338,7 +346,7 @@ def importance_study(
             continue
         params = {k: trial.params[k] for k in distributions if k in trial.params}
         if len(params) != len(distributions) or not all(
-            _contains(distributions[k], v) for k, v in params.items()
+            in_domain(v, domains[k]) for k, v in params.items()
         ):
             continue
         study.add_trial(
@@ -349,11 +357,16 @@ def importance_study(
     return study, varying
 
 
-def _contains(distribution: Any, value: Any) -> bool:
-    try:
-        return bool(distribution._contains(distribution.to_internal_repr(value)))
-    except (ValueError, TypeError):
+def in_domain(value: Any, domain: Domain) -> bool:
+    """Whether ``value`` is one of a choice's values or lies in a range (ints for ``int``)."""
+    if domain.kind == "choice":
+        return any(type(value) is type(v) and value == v for v in domain.values)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
+    if domain.kind == "int" and not float(value).is_integer():
+        return False
+    low, high = domain.values
+    return bool(low <= value <= high)
 
 
 def param_importances(

@@ -17,11 +17,13 @@ from tuner.errors import MimlTuneError
 from tuner.report import (
     DATA_FILE,
     FIGURES,
+    SearchRecord,
     TrialRecord,
     best_so_far,
     build_report,
     fetch_curves,
     importance_study,
+    in_domain,
     learning_curves,
     param_importances,
     read_search,
@@ -133,6 +135,14 @@ def test_scaled_maps_each_domain_kind_onto_0_1() -> None:
     assert scaled("x", Domain("choice", ("x",))) == 0.5
 
 
+def test_in_domain_by_kind() -> None:
+    assert in_domain(5, DOMAINS["k"]) and not in_domain(9, DOMAINS["k"])
+    assert not in_domain(True, Domain("choice", (1, 2)))
+    assert in_domain(1e-3, DOMAINS["lr"]) and not in_domain(0.1, DOMAINS["lr"])
+    assert in_domain(4, DOMAINS["layers"]) and not in_domain(2.5, DOMAINS["layers"])
+    assert not in_domain("3", DOMAINS["layers"])
+
+
 def test_params_read_back_as_their_domain_types() -> None:
     assert typed_param("5", DOMAINS["k"]) == 5
     assert typed_param("0.001", DOMAINS["lr"]) == 0.001
@@ -174,6 +184,32 @@ def test_bad_out_and_top_are_one_line_errors_before_any_work(tmp_path: Path) -> 
     with pytest.raises(MimlTuneError, match="no MLflow store"):
         build_report("s", nowhere, tmp_path / "r")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "notes"]
+
+
+def test_a_failed_report_leaves_no_folder_and_keeps_the_earlier_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tuner.report as report
+
+    record = SearchRecord({"mlflow": {}}, {}, DOMAINS, [], "pid", "sqlite:///unused")
+    monkeypatch.setattr(report, "read_search", lambda name, uri: record)
+
+    def half_written(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
+        (folder / "leaderboard.png").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "write_files", half_written)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_report("s", "sqlite:///unused", tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / DATA_FILE).write_text(json.dumps({"kind": report.REPORT_KIND}))
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_report("s", "sqlite:///unused", earlier)
+    assert [p.name for p in tmp_path.iterdir()] == ["earlier"]
+    assert [p.name for p in earlier.iterdir()] == [DATA_FILE]
 
 
 # --- the report of a real finished search -------------------------------------------------
