@@ -18,6 +18,9 @@ for _name, _value in (
     ("MLFLOW_DISABLE_TELEMETRY", "true"),
     ("RAY_AIR_NEW_OUTPUT", "0"),
     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+    # Against an http(s) tracking server MLflow prints "View run ... at: URL" on stdout each
+    # time a run ends, which breaks --json output.
+    ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),
 ):
     os.environ.setdefault(_name, _value)
 
