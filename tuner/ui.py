@@ -80,10 +80,12 @@ def serve_ui(
             _wait_healthy(proc, url, log, uri)
             echo(f"MLflow UI: {url} (Ctrl-C to stop)")
             code = proc.wait()
-            raise MimlTuneError(
-                f"the MLflow server for {uri} stopped by itself (exit status {code}): "
-                f"{_last_line(log)}"
+            why = (
+                f"killed by {signal.Signals(-code).name}"
+                if code < 0
+                else f"exit status {code}: {_last_line(log)}"
             )
+            raise MimlTuneError(f"the MLflow server for {uri} stopped by itself ({why})")
         except (KeyboardInterrupt, _StopRequested):
             _stop_group(proc)
             echo("MLflow UI stopped")
@@ -122,7 +124,9 @@ def _server_command(uri: str, port: int, host: str) -> tuple[str, list[str]]:
     else:
         tracking.check_tracking_uri(uri)
     _check_port_free(host, port)
+    # No access log: the server's output is kept only for its last line, should it fail.
     command += ["--host", host, "--port", str(port), "--workers", "1"]
+    command += ["--uvicorn-opts", "--no-access-log"]
     return uri, command
 
 
@@ -175,7 +179,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: IO[bytes], uri: 
 
 
 def _last_line(log: IO[bytes]) -> str:
-    """The last non-empty line the server wrote (its error, when it failed).
+    """The server's last exception line, else its last non-empty line.
 
     ``pread`` leaves the file offset alone: the server shares it and is still writing.
     """
@@ -184,6 +188,11 @@ def _last_line(log: IO[bytes]) -> str:
     start = max(0, size - 16384)
     text = os.pread(fd, size - start, start).decode(errors="replace")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # A traceback ends in its exception line, unless a library adds notes after it.
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if " " not in head and head.endswith(("Error", "Exception", "Exit")):
+            return line
     return lines[-1] if lines else "no output"
 
 

@@ -169,3 +169,11 @@ def test_serve_ui_starts_nothing_on_bad_input(workdir: Path, busy_port: int) -> 
         with pytest.raises(MimlTuneError):
             serve_ui(uri, port)
     assert set(descendants(os.getpid())) <= before
+
+
+@pytest.mark.slow
+def test_ui_reports_a_server_that_fails_at_start(workdir: Path) -> None:
+    store = workdir / "mlflow.db"
+    store.write_text("not a database, " * 20)
+    result = cli(workdir, "ui", "--port", str(free_port()), "--tracking-uri", f"sqlite:///{store}")
+    assert_one_line_error(result, "exited at start", "file is not a database")
