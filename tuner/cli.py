@@ -63,7 +63,15 @@ def cli() -> None:
 @click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
 @click.option("--scheduler", type=str, help="asha | fifo")
 @click.option("--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
-@click.option("--storage", type=click.Path(), help="Ray Tune results folder [./miml-tune-results].")
+@click.option(
+    "--storage",
+    help="Ray Tune results folder or URI (s3://, gs://; shared on a multi-node cluster) "
+    "[./miml-tune-results].",
+)
+@click.option(
+    "--address",
+    help="Attach to a running Ray cluster: auto, ray://HOST:PORT or HOST:PORT [embedded local].",
+)
 @click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def launch(space: str, as_json: bool, **options: Any) -> None:
@@ -249,6 +257,107 @@ def ui(port: int, tracking_uri: str | None) -> None:
     status = serve_ui(tracking.resolve_tracking_uri(tracking_uri), port)
     if status:
         sys.exit(status)
+
+
+@cli.command()
+@click.option("--name", required=True, help="Search name (as given to launch).")
+@click.option("--storage", help="The launch's --storage [./miml-tune-results].")
+@click.option("--address", help="Ray cluster to run on: auto, ray://HOST:PORT or HOST:PORT.")
+@click.option("--tracking-uri", help="MLflow store [the one the search logged to].")
+@_JSON
+def resume(as_json: bool, **options: Any) -> None:
+    """Continue an interrupted search: finished trials stay, the sampler keeps its history."""
+    from tuner.search import resume as run_resume
+
+    _emit(run_resume(options.pop("name"), **options), as_json)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--address", required=True, help="Ray dashboard / job server: http://HEAD:8265.")
+@click.option("--tracking-uri", help="MLflow tracking URI the job logs to (a shared server).")
+@click.option("--wait", is_flag=True, help="Wait for the job to end and print its logs.")
+@_JSON
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def submit(
+    address: str, tracking_uri: str | None, wait: bool, as_json: bool, command: tuple[str, ...]
+) -> None:
+    """Submit a search as a Ray job: miml-tune submit --address URL -- launch --space birds."""
+    from tuner.jobs import submit as run_submit
+
+    result = run_submit(
+        address, list(command), tracking_uri=tracking_uri, wait=wait, echo=click.echo
+    )
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(f"submitted job {result['job_id']} to {result['address']}")
+        if "status" in result:
+            click.echo(f"job {result['job_id']}: {result['status']}")
+    if wait and result.get("status") != "SUCCEEDED":
+        sys.exit(1)
+
+
+@cli.group()
+def jobs() -> None:
+    """List, inspect, follow and stop submitted search jobs."""
+
+
+_ADDRESS = click.option("--address", required=True, help="Ray job server: http://HEAD:8265.")
+
+
+@jobs.command("list")
+@_ADDRESS
+@_JSON
+def jobs_list(address: str, as_json: bool) -> None:
+    """The cluster's jobs, newest first."""
+    from tuner.jobs import list_jobs
+
+    rows = list_jobs(address)
+    if as_json:
+        click.echo(json.dumps(rows, sort_keys=True))
+        return
+    _table(
+        ("job id", "status", "started", "entrypoint"),
+        [(r["job_id"], r["status"], r["start_time"] or "-", r["entrypoint"]) for r in rows],
+    )
+
+
+@jobs.command("status")
+@click.argument("job_id")
+@_ADDRESS
+@_JSON
+def jobs_status(job_id: str, address: str, as_json: bool) -> None:
+    """One job's status."""
+    from tuner.jobs import job_status
+
+    info = job_status(address, job_id)
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+    else:
+        message = f" ({info['message']})" if info.get("message") else ""
+        click.echo(f"{info['job_id']}: {info['status']}{message}")
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@_ADDRESS
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+def jobs_logs(job_id: str, address: str, follow: bool) -> None:
+    """A job's output (the driver's stdout and stderr)."""
+    from tuner.jobs import job_logs
+
+    job_logs(address, job_id, follow=follow, echo=click.echo)
+
+
+@jobs.command("stop")
+@click.argument("job_id")
+@_ADDRESS
+def jobs_stop(job_id: str, address: str) -> None:
+    """Stop a running job (its search ends as interrupted and can be resumed)."""
+    from tuner.jobs import stop_job
+
+    info = stop_job(address, job_id)
+    click.echo(f"{info['job_id']}: {info['status']}")
 
 
 @cli.group(invoke_without_command=True)

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class LaunchOptions:
     label_key: str | None = None
     tracking_uri: str | None = None
     storage: str | None = None
+    address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     overwrite: bool = False
@@ -343,11 +345,24 @@ def _check_resources(options: LaunchOptions) -> None:
             f"{most_gpus:g} GPUs; use a machine or cluster with GPUs, or --gpus-per-trial 0"
         )
     if options.gpus_per_trial > 0 and len(nodes) == 1 and not torch.cuda.is_available():
-        raise MimlTuneError(
-            f"--gpus-per-trial {options.gpus_per_trial:g} but this torch ({torch.__version__}) "
-            "has no CUDA: install a CUDA build of torch (see the README) or use "
-            "--gpus-per-trial 0"
+        # Ray declares GPUs (found, or declared with num_gpus) that torch cannot use: the
+        # trials fall back to the CPU, each with a warning; say it once here too.
+        stream = options.progress or sys.stderr
+        print(
+            f"warning: --gpus-per-trial {options.gpus_per_trial:g}, but this torch "
+            f"({torch.__version__}) sees no CUDA device: trials will train on CPU (install a "
+            "CUDA build of torch, see the README)",
+            file=stream,
         )
+
+
+def trials_at_once(resources: dict[str, float], options: LaunchOptions) -> int:
+    """How many trials the cluster's CPUs and (logical) GPUs hold at once: with
+    ``--gpus-per-trial 0.25`` four trials share each GPU."""
+    slots = resources.get("CPU", 1.0) / options.cpus_per_trial
+    if options.gpus_per_trial > 0:
+        slots = min(slots, resources.get("GPU", 0.0) / options.gpus_per_trial)
+    return max(1, int(slots + 1e-9))
 
 
 def _fit(
@@ -364,8 +379,7 @@ def _fit(
 
     from tuner.callbacks import ProgressLine
 
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    concurrency = spec.concurrency or max(1, int(cpus // options.cpus_per_trial))
+    concurrency = spec.concurrency or trials_at_once(ray.cluster_resources(), options)
     trainable = tune.with_resources(
         tune.with_parameters(
             tune_trainable,

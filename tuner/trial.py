@@ -11,6 +11,7 @@ model and the benchmarks call it directly.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -205,6 +206,15 @@ def tune_trainable(
     required = resources.required_resources if resources is not None else {}
     torch.set_num_threads(max(1, int(required.get("CPU", 1))))
     device = _trial_device(float(required.get("GPU", 0)))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def report(row: dict[str, Any]) -> None:
+        extra: dict[str, Any] = {"device": _device_name(device)}
+        if device.type == "cuda":
+            extra["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        tune.report({**row, **extra})
+
     run_cv(
         model,
         config,
@@ -213,17 +223,28 @@ def tune_trainable(
         max_epochs=max_epochs,
         metrics=metrics,
         device=device,
-        report=lambda row: tune.report({**row, "device": str(device)}),
+        report=report,
     )
+
+
+def _device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:I (NAME)`` with the GPU's index as this process sees it."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
 
 def _trial_device(gpus: float) -> torch.device:
     if gpus <= 0:
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        # Ray sets CUDA_VISIBLE_DEVICES to the GPU it assigned: it is device 0 here.
+        return torch.device("cuda", 0)
     warnings.warn(
-        f"the trial was given {gpus} GPU but torch sees no CUDA device; training on CPU",
+        f"the trial was given {gpus:g} GPU by Ray but torch sees no CUDA device "
+        f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES="
+        f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); training on CPU",
         RuntimeWarning,
         stacklevel=2,
     )
