@@ -120,6 +120,8 @@ def format_prediction(result: dict[str, Any]) -> str:
             f"{k} {result['metrics'][k]:.4f}" for k in shown if k in result["metrics"]
         )
         lines.append(f"against the file's own labels: {values}")
+    if result.get("note"):
+        lines.append(f"note: {result['note']}")
     if result.get("out"):
         lines.append(f"wrote {result['out']}")
     return "\n".join(lines)

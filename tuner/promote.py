@@ -18,6 +18,7 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from mlflow.exceptions import MlflowException
 
 from tuner import __version__, tracking
-from tuner.data import MIMLDataset
+from tuner.data import DataWarning, MIMLDataset
 from tuner.errors import MimlTuneError
 from tuner.learners import Learner, resolve_learner
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, compute, compute_instances, mode_of
@@ -136,7 +138,14 @@ def promote(
     summary, best = search.summary, search.summary["best"]
     metric, mode = summary["metric"], summary["mode"]
     mlflow_client = tracking.client(uri)
-    current = _alias_holder(mlflow_client, registered_name, alias)
+    try:
+        _check_registered_model(
+            mlflow_client, registered_name, summary["dataset_fingerprint"], search.full.label_names
+        )
+        current = _alias_holder(mlflow_client, registered_name, alias)
+    except MlflowException as exc:
+        _raise_one_line(exc, f"cannot read registered model {registered_name!r} in {uri}")
+        raise
 
     say(f"refitting trial {best['trial_id']} on {search.dev.n_bags} development bags ...")
     learner = refit(
@@ -163,6 +172,7 @@ def promote(
         "dataset_fingerprint": summary["dataset_fingerprint"],
         "holdout_kind": summary["holdout_kind"] if search.holdout is not None else "none",
         "holdout_fingerprint": holdout_fingerprint,
+        "label_names": json.dumps(list(search.full.label_names)),
         "metric": metric,
         "mode": mode,
         "version": __version__,
@@ -170,26 +180,34 @@ def promote(
     }
     say("logging the model to MLflow ...")
     log_started = time.monotonic()
-    run_id, model_uri = _log_model(mlflow_client, uri, search, learner, lineage, holdout)
+    try:
+        run_id, model_uri = _log_model(mlflow_client, uri, search, learner, lineage, holdout)
+    except MlflowException as exc:
+        _raise_one_line(exc, "logging the model failed; nothing was registered")
+        raise
     log_seconds = time.monotonic() - log_started
 
     register_started = time.monotonic()
     version = None
     try:
-        version = _register(uri, registered_name, model_uri, run_id, lineage, summary)
+        version = _register(mlflow_client, registered_name, model_uri, run_id, lineage, summary)
         moved, reason = _alias_decision(current, holdout.get(metric), holdout_fingerprint, lineage)
         if force and not moved:
             moved, reason = True, f"forced (--force); {reason}"
-        if moved:
-            mlflow_client.set_registered_model_alias(registered_name, alias, version)
         mlflow_client.set_tag(run_id, f"{_TAG}registered_version", str(version))
         mlflow_client.set_terminated(run_id, "FINISHED")
-    except BaseException:
+        # The last write: once the alias is on the new version, nothing is undone.
+        if moved:
+            mlflow_client.set_registered_model_alias(registered_name, alias, version)
+    except BaseException as exc:
+        # Deleting a version drops its aliases too, and the alias was not moved yet: the
+        # previous champion keeps it.
         with contextlib.suppress(Exception):
             if version is not None:
                 mlflow_client.delete_model_version(registered_name, version)
         with contextlib.suppress(Exception):
             mlflow_client.set_terminated(run_id, "FAILED")
+        _raise_one_line(exc, f"registering {registered_name!r} failed; nothing was registered")
         raise
     register_seconds = time.monotonic() - register_started
     return {
@@ -225,6 +243,41 @@ def promote(
     }
 
 
+def _raise_one_line(exc: BaseException, context: str) -> None:
+    """MLflow's errors reach the user as one line (with ``context``); others propagate."""
+    if isinstance(exc, MlflowException):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MimlTuneError(f"{context}: {first}") from None
+
+
+def _check_registered_model(
+    mlflow_client: Any, registered_name: str, fingerprint: str, labels: Sequence[str]
+) -> None:
+    """Refuses to add a version to a registered model that holds something else: a model that
+    miml-tune did not register, or one trained on other data (other labels, other features)."""
+    try:
+        mlflow_client.get_registered_model(registered_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise
+    hint = "choose another --registered-name"
+    for version in mlflow_client.search_model_versions(f"name = '{registered_name}'"):
+        tags = dict(version.tags or {})
+        theirs = tags.get(f"{_TAG}dataset_fingerprint")
+        if theirs is None:
+            raise MimlTuneError(
+                f"registered model {registered_name!r} holds version {version.version}, which "
+                f"miml-tune did not register; {hint}"
+            )
+        if theirs != fingerprint and tags.get(f"{_TAG}label_names") != json.dumps(list(labels)):
+            raise MimlTuneError(
+                f"registered model {registered_name!r} holds models of other data (version "
+                f"{version.version}: dataset fingerprint {theirs}, this search's {fingerprint}); "
+                f"{hint}"
+            )
+
+
 def _load_search(name: str, uri: str, data: str | None) -> _Search:
     """The latest finished search ``name``, its space, and its data split as the search did."""
     import yaml
@@ -244,12 +297,15 @@ def _load_search(name: str, uri: str, data: str | None) -> _Search:
     if source and not Path(source).expanduser().exists():
         hint = "" if data else " (the file the search read); pass --data with its new path"
         raise MimlTuneError(f"data file {source} does not exist{hint}")
-    full, dev, holdout = prepare_data(
-        space,
-        source,
-        bag_key=tags.get(f"{_TAG}bag_key"),
-        label_key=tags.get(f"{_TAG}label_key"),
-    )
+    with warnings.catch_warnings():
+        # The search showed the data's warnings already; other data is refused just below.
+        warnings.simplefilter("ignore", DataWarning)
+        full, dev, holdout = prepare_data(
+            space,
+            source,
+            bag_key=tags.get(f"{_TAG}bag_key"),
+            label_key=tags.get(f"{_TAG}label_key"),
+        )
     if full.fingerprint() != summary["dataset_fingerprint"]:
         raise MimlTuneError(
             f"the data {'at ' + source if source else 'of ' + repr(space.dataset)} is not the "
@@ -261,8 +317,6 @@ def _load_search(name: str, uri: str, data: str | None) -> _Search:
 
 def _alias_holder(mlflow_client: Any, registered_name: str, alias: str) -> dict[str, Any] | None:
     """The version ``alias`` points at, with its holdout lineage; ``None`` if unset."""
-    from mlflow.exceptions import MlflowException
-
     try:
         version = mlflow_client.get_model_version_by_alias(registered_name, alias)
     except MlflowException as exc:
@@ -295,8 +349,13 @@ def _alias_decision(
     held = f"version {current['version']}"
     if not holdout_fingerprint or value is None or not math.isfinite(value):
         return False, f"this search has no holdout score to compare with {held}"
+    if not current["holdout_fingerprint"]:
+        return False, f"{held} has no holdout score to compare with; --force moves the alias"
     if current["holdout_fingerprint"] != holdout_fingerprint:
-        return False, f"{held} was scored on another holdout; the scores are not comparable"
+        return False, (
+            f"{held} was scored on another holdout; the scores are not comparable "
+            "(--force moves the alias)"
+        )
     old = current["holdout"].get(metric)
     if old is None:
         return False, f"{held} has no holdout {metric} to compare with"
@@ -340,11 +399,15 @@ def _log_model(
         mlflow_client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         finite = {f"holdout.{k}": v for k, v in holdout.items() if math.isfinite(v)}
         tracking.log_metrics(mlflow_client, run_id, finite, step=0)
-        check = search.holdout or search.dev
-        bags = list(check.bags[:50])
-        ids = list(check.bag_ids[:50])
+        # The reload check and the input example use development bags (nothing is chosen
+        # with them; the holdout only scores).
+        bags = list(search.dev.bags[:50])
+        ids = list(search.dev.bag_ids[:50])
         expected = serving.predict_bags(learner, bags)
+        # Features as float64 in the signature: what pandas and numpy give by default (float32
+        # input is upcast; the model casts back to float32 itself).
         example = serving.bags_to_frame(bags[:2], ids[:2])
+        example = example.astype({c: "float64" for c in example.columns[1:]})
         meta = {
             "model": search.space.model,
             "n_features": search.full.n_features,
@@ -382,20 +445,16 @@ def _log_model(
 
 
 def _register(
-    uri: str,
+    mlflow_client: Any,
     registered_name: str,
     model_uri: str,
     run_id: str,
     lineage: Mapping[str, str],
     summary: Mapping[str, Any],
 ) -> str:
-    """A new, READY version of ``registered_name`` carrying the lineage tags."""
-    from mlflow.exceptions import MlflowException
-
-    mlflow_client = tracking.client(uri)
+    """A new, READY version of ``registered_name`` carrying the lineage tags (created with its
+    registered model if needed; a version that does not become READY is deleted)."""
     try:
-        mlflow_client.get_registered_model(registered_name)
-    except MlflowException:
         mlflow_client.create_registered_model(
             registered_name,
             tags={f"{_TAG}search": lineage["search"]},
@@ -404,6 +463,9 @@ def _register(
                 f"{lineage['search']!r} (metric {summary['metric']}, {summary['mode']})"
             ),
         )
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
     version = mlflow_client.create_model_version(
         registered_name,
         source=model_uri,
@@ -415,6 +477,15 @@ def _register(
         description=f"trial {lineage['trial_id']} of search {lineage['search']!r}",
         model_id=model_uri.removeprefix("models:/"),
     )
+    deadline = time.monotonic() + 300
+    while version.status == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(1)
+        version = mlflow_client.get_model_version(registered_name, version.version)
     if version.status != "READY":
-        raise RuntimeError(f"model version {version.version} is {version.status}, not READY")
+        with contextlib.suppress(Exception):
+            mlflow_client.delete_model_version(registered_name, version.version)
+        raise MimlTuneError(
+            f"model version {version.version} of {registered_name!r} ended {version.status} "
+            f"({version.status_message or 'no message'}); it was deleted"
+        )
     return str(version.version)

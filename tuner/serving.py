@@ -81,14 +81,18 @@ def frame_to_bags(frame: pd.DataFrame, n_features: int) -> tuple[list[str], list
             f"the input has {found} feature columns"
             + (f" (missing {missing[:3]})" if missing else f" (unexpected {extra[:3]})")
         )
-    ids = frame[BAG_COLUMN].astype(str).to_numpy()
-    values = frame[columns].to_numpy(dtype=np.float32)
+    try:
+        values = frame[columns].to_numpy(dtype=np.float32)
+    except (TypeError, ValueError):
+        raise MimlTuneError("the input's feature columns f0.. must hold numbers") from None
     if not np.isfinite(values).all():
         raise MimlTuneError("the input has missing or non-finite feature values")
-    order, first = np.unique(ids, return_index=True)
-    order = order[np.argsort(first)]
-    rows = {bag: np.flatnonzero(ids == bag) for bag in order}
-    return [str(b) for b in order], [np.ascontiguousarray(values[rows[b]]) for b in order]
+    # Bags in order of first appearance; a bag's rows need not be contiguous.
+    codes, uniques = pd.factorize(frame[BAG_COLUMN].astype(str), sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(uniques)))[:-1]
+    bags = [np.ascontiguousarray(part) for part in np.split(values[order], bounds)]
+    return [str(b) for b in uniques], bags
 
 
 def save_learner(learner: Learner, folder: Path, meta: Mapping[str, Any]) -> dict[str, str]:
@@ -157,6 +161,24 @@ def pip_requirements() -> list[str]:
 
 # ------------------------------------------------------------------------------- predict
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
+# Metrics of predicted label sets (the others rank the scores).
+SET_METRICS = ("hamming_loss", "macro_f1", "hamming_accuracy", "example_f1", "micro_f1")
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    """A CSV in the model's input form: ``bag_id`` then ``f0 … f{d-1}``, one row per instance."""
+    try:
+        frame = pd.read_csv(path, dtype={BAG_COLUMN: str})
+    except FileNotFoundError:
+        raise MimlTuneError(f"data file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise MimlTuneError(f"cannot read {path} as CSV: {exc}") from None
+    if BAG_COLUMN not in frame.columns or frame.empty:
+        raise MimlTuneError(
+            f"{path}: a CSV to predict needs a {BAG_COLUMN!r} column, feature columns f0, f1, ... "
+            "and one row per instance"
+        )
+    return frame
 
 
 def check_predict_options(out: str | None, threshold: float | None, top_k: int | None) -> None:
@@ -184,7 +206,8 @@ def load_model(model_uri: str, tracking_uri: str) -> Any:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     store = tracking_uri[len("sqlite:///") :] if tracking_uri.startswith("sqlite:///") else ""
-    if model_uri.startswith("models:/") and store and not Path(store).is_file():
+    # Opening a sqlite store that does not exist would create an empty one.
+    if "://" in model_uri and store and not Path(store).is_file():
         raise MimlTuneError(
             f"model {model_uri} not found: there is no MLflow store at {tracking_uri}; "
             "pass --tracking-uri"
@@ -230,6 +253,9 @@ def predict(
 ) -> dict[str, Any]:
     """Scores every bag of the data file ``data`` with the model at ``model_uri``.
 
+    ``data`` is any file the loaders read (labels there are used to report metrics), or a CSV
+    in the model's input form (``bag_id``, ``f0 … f{d-1}``; no labels needed).
+
     Writes ``out`` (CSV: ``bag_id``, ``labels`` joined by ';', a ``score.<label>`` column per
     label; JSON lines: ``{"bag_id", "labels", "scores"}``) when given, and returns a summary:
     bags, labels per bag, the most predicted labels, and the metrics against the file's own
@@ -243,16 +269,26 @@ def predict(
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
     keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
-    dataset = load_dataset(data, **keys)
+    dataset = None
+    if Path(data).suffix.lower() == ".csv":  # the model's own input form, labels not needed
+        frame_in = _read_csv(data)
+        n_features = sum(1 for c in frame_in.columns if c != BAG_COLUMN)
+    else:
+        dataset = load_dataset(data, **keys)
+        n_features = dataset.n_features
     model = load_model(model_uri, uri)
     meta = model.metadata.metadata["miml_tune"]
-    if dataset.n_features != int(meta["n_features"]):
+    if n_features != int(meta["n_features"]):
         raise MimlTuneError(
-            f"{data} has {dataset.n_features} features per instance, the model "
+            f"{data} has {n_features} features per instance, the model "
             f"{model_uri} takes {meta['n_features']}; give data with the features it was trained on"
         )
+    if dataset is not None:
+        frame_in = bags_to_frame(dataset.bags, dataset.bag_ids)
+    else:
+        frame_to_bags(frame_in, n_features)  # the input's own checks, as one line each
     started = time.monotonic()
-    frame = model.predict(bags_to_frame(dataset.bags, dataset.bag_ids))
+    frame = model.predict(frame_in)
     seconds = time.monotonic() - started
     labels = list(meta["label_names"])
     scores = frame[labels].to_numpy(dtype=np.float64)
@@ -276,9 +312,17 @@ def predict(
         "out": str(out) if out else None,
         "seconds": round(seconds, 3),
     }
-    if tuple(dataset.label_names) == tuple(labels) and dataset.labels.any():
-        values = compute(dataset.labels, scores, names=list(ALL_METRICS))
+    if dataset is not None and tuple(dataset.label_names) == tuple(labels) and dataset.labels.any():
+        # Ranking metrics from the scores; set metrics from the label sets predicted here.
+        ranking = [m for m in ALL_METRICS if m not in SET_METRICS]
+        values = compute(dataset.labels, scores, names=ranking)
+        values |= compute(dataset.labels, chosen.astype(np.float64), names=list(SET_METRICS))
         result["metrics"] = {k: round(v, 6) for k, v in values.items()}
+        if dataset.fingerprint() == meta.get("dataset_fingerprint"):
+            result["note"] = (
+                "this is the search's own data: the model was trained on its development bags, "
+                "so these scores are optimistic; promote's holdout scores are the honest ones"
+            )
     result["rows"] = [
         {"bag_id": i, "labels": [labels[j] for j in np.flatnonzero(row)]}
         for i, row in zip(ids, chosen, strict=True)

@@ -29,6 +29,7 @@ class BagMeanLinearLearner(Learner):
     """
 
     name: ClassVar[str] = "bag_mean_linear"
+    training_only: ClassVar[tuple[str, ...]] = ("_x", "_y")
     defaults: ClassVar[dict[str, Any]] = {"l2": 1e-3, "max_iter": 200, "epochs": 1}
 
     def validate(self) -> None:

@@ -31,6 +31,7 @@ class BagMeanMLPLearner(OwnRNG, Learner):
     """
 
     name: ClassVar[str] = "bag_mean_mlp"
+    training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_order")
     defaults: ClassVar[dict[str, Any]] = {
         "bag_pooling": "mean",
         "layers": 2,

@@ -53,6 +53,7 @@ class MIMLSVMLearner(Learner):
     """
 
     name: ClassVar[str] = "mimlsvm"
+    training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_sizes")
     defaults: ClassVar[dict[str, Any]] = {
         "ratio": 0.2,
         "distance": "max",

@@ -154,6 +154,9 @@ class MulSupConLearner(OwnRNG, Learner):
     """
 
     name: ClassVar[str] = "mulsupcon"
+    # The training rows choose the thresholds and fit the probe; both are cached by a predict
+    # call, which a saved model has made (tuner.promote predicts before saving).
+    training_only: ClassVar[tuple[str, ...]] = ("_x", "_y", "_order")
     defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
         "weight_decay": 1e-4,

@@ -44,6 +44,7 @@ class SARBLearner(OwnRNG, Learner):
     """
 
     name: ClassVar[str] = "sarb"
+    training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_order")
     partial_labels: ClassVar[bool] = True
     defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-3,
