@@ -409,11 +409,11 @@ def _log_model(
         example = serving.bags_to_frame(bags[:2], ids[:2])
         example = example.astype({c: "float64" for c in example.columns[1:]})
         meta = {
+            **{k: v for k, v in lineage.items() if not k.startswith("holdout.")},
             "model": search.space.model,
             "n_features": search.full.n_features,
             "label_names": list(search.full.label_names),
             "feature_names": list(search.full.feature_names),
-            **{k: v for k, v in lineage.items() if not k.startswith("holdout.")},
         }
         signature = infer_signature(
             example, serving.scores_frame(ids[:2], expected[:2], meta["label_names"])

@@ -265,3 +265,86 @@ def test_bad_input_is_one_line_and_registers_nothing(
     assert_one_line_error(predict(*model, "--out", str(tmp_path / "p.txt")), "use a .csv or")
     assert not list(tmp_path.glob("p.*"))
     assert _versions(uri) == before, "nothing may be registered"
+
+
+def test_a_promotion_that_fails_after_registering_keeps_the_previous_champion(
+    finished_search: FinishedSearch, champion: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tuner.promote import promote
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("the store went away")
+
+    before = _versions(finished_search.uri)
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", refuse)
+    with pytest.raises(ConnectionError):
+        promote(finished_search.name, tracking_uri=finished_search.uri, registered_name="champ-a")
+    monkeypatch.undo()
+    client = _client(finished_search.uri)
+    assert str(client.get_model_version_by_alias("champ-a", "champion").version) == "1"
+    assert _versions(finished_search.uri) == before, "the half-made version is deleted"
+    failed = client.search_runs(
+        [client.get_experiment_by_name(finished_search.name).experiment_id],
+        filter_string="tags.`miml_tune.role` = 'promotion' and attributes.status = 'FAILED'",
+    )
+    assert len(failed) == 1
+
+
+def test_a_registered_model_of_other_data_is_refused(
+    finished_search: FinishedSearch, champion: dict[str, Any]
+) -> None:
+    from tuner.errors import MimlTuneError
+    from tuner.promote import promote
+
+    client = _client(finished_search.uri)
+    client.create_registered_model("foreign")
+    client.create_model_version("foreign", source=str(finished_search.workdir), run_id=None)
+    before = _versions(finished_search.uri)
+    with pytest.raises(MimlTuneError, match="which miml-tune did not register"):
+        promote(finished_search.name, tracking_uri=finished_search.uri, registered_name="foreign")
+    assert _versions(finished_search.uri) == before
+
+
+def test_predict_reads_unlabelled_bags_in_the_models_input_form(
+    finished_search: FinishedSearch, champion: dict[str, Any], tmp_path: Path
+) -> None:
+    from tuner.data import load_dataset
+    from tuner.serving import bags_to_frame, predict
+
+    birds = load_dataset("birds")
+    path = tmp_path / "new_bags.csv"
+    bags_to_frame(birds.bags[:5], birds.bag_ids[:5]).to_csv(path, index=False)
+    result = predict(
+        "models:/champ-a@champion", str(path), tracking_uri=finished_search.uri, top_k=3
+    )
+    assert result["bags"] == 5 and "metrics" not in result
+    assert [row["bag_id"] for row in result["rows"]] == list(birds.bag_ids[:5])
+    assert all(len(row["labels"]) == 3 for row in result["rows"])
+
+
+@pytest.mark.parametrize(
+    ("mode_metric", "new", "old", "moves"),
+    [
+        ("average_precision", 0.70, 0.69, True),
+        ("average_precision", 0.69, 0.69, True),
+        ("average_precision", 0.68, 0.69, False),
+        ("ranking_loss", 0.10, 0.13, True),
+        ("ranking_loss", 0.20, 0.13, False),
+    ],
+)
+def test_the_alias_decision_follows_the_metrics_direction(
+    mode_metric: str, new: float, old: float, moves: bool
+) -> None:
+    from tuner.metrics import mode_of
+    from tuner.promote import _alias_decision
+
+    lineage = {"metric": mode_metric, "mode": mode_of(mode_metric)}
+    current = {"version": 1, "holdout_fingerprint": "h", "holdout": {mode_metric: old}}
+    moved, reason = _alias_decision(current, new, "h", lineage)
+    assert moved is moves, reason
+    # Another holdout, or none, is never compared.
+    assert _alias_decision(current, new, "other", lineage)[0] is False
+    assert _alias_decision(current, None, "", lineage)[0] is False
+    assert _alias_decision(None, new, "h", lineage) == (True, "no version held the alias")
