@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import re
 import secrets
@@ -214,6 +215,13 @@ def connect(address: str) -> Any:
     probe(address, headers)
     from ray.job_submission import JobSubmissionClient
 
+    # The client's chatter (each package uploaded, the log web socket closed) is not ours to print.
+    for name in (
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray.dashboard.modules.job.sdk",
+        "ray._private.runtime_env.packaging",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
     names = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
     saved = {name: os.environ.pop(name) for name in names if name in os.environ}
     try:
