@@ -98,3 +98,18 @@ def launch_small(
     result = cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(json.loads(result.stdout))
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``miml-tune ARGS`` through the CLI's own entry point, in this process (no start-up cost
+    of a fresh interpreter): its exit status and what it printed."""
+    from tuner.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["miml-tune", *args], code, out, err)

@@ -16,7 +16,14 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA, FinishedSearch
-from tests.searches import SMALL_SPACE, assert_one_line_error, cli, cli_env, launch_small
+from tests.searches import (
+    SMALL_SPACE,
+    assert_one_line_error,
+    cli,
+    cli_env,
+    launch_small,
+    run_main,
+)
 from tests.tuner.data.test_arff import write_miml_arff
 
 pytestmark = pytest.mark.slow
@@ -222,7 +229,10 @@ def test_a_worse_promotion_leaves_the_alias_and_force_moves_it(
 
 
 def test_bad_input_is_one_line_and_registers_nothing(
-    finished_search: FinishedSearch, champion: dict[str, Any], tmp_path: Path
+    finished_search: FinishedSearch,
+    champion: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     workdir, uri = finished_search.workdir, finished_search.uri
     before = _versions(uri)
@@ -233,18 +243,21 @@ def test_bad_input_is_one_line_and_registers_nothing(
     run = client.create_run(experiment, tags={"miml_tune.role": "search"})
     client.set_terminated(run.info.run_id, "KILLED")
 
+    # One through a fresh process, the rest through the same entry point in this process.
+    result = cli(workdir, "promote", "--tracking-uri", uri, "--name", "no-such-search")
+    assert_one_line_error(result, "no search named 'no-such-search'")
+
     def promote(*args: str) -> subprocess.CompletedProcess[str]:
-        return cli(workdir, "promote", "--tracking-uri", uri, *args)
+        return run_main(capsys, "promote", "--tracking-uri", uri, *args)
 
     def predict(*args: str) -> subprocess.CompletedProcess[str]:
-        return cli(workdir, "predict", "--tracking-uri", uri, *args)
+        return run_main(capsys, "predict", "--tracking-uri", uri, *args)
 
-    assert_one_line_error(promote("--name", "no-such-search"), "no search named 'no-such-search'")
     assert_one_line_error(promote("--name", "never-finished"), "has no finished launch yet")
     assert_one_line_error(promote("--name", finished_search.name, "--alias", "v2"), "alias 'v2'")
     missing = f"sqlite:///{tmp_path / 'none.db'}"
     assert_one_line_error(
-        cli(workdir, "promote", "--name", "x", "--tracking-uri", missing), "no MLflow store"
+        run_main(capsys, "promote", "--name", "x", "--tracking-uri", missing), "no MLflow store"
     )
     assert_one_line_error(
         predict("--model", "models:/no-such-model@champion", "--data", "birds"),
