@@ -10,7 +10,9 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from tuner import tracking
+from tuner.errors import MimlTuneError
 from tuner.metrics import is_better
+from tuner.tracking import APPLICATION_ERROR
 
 
 class TrialRuns(Callback):
@@ -18,15 +20,35 @@ class TrialRuns(Callback):
 
     Every run it opens it also closes: FINISHED with status ``completed`` or ``pruned`` (ASHA
     stopped it before its last epoch), FAILED with status ``error`` and the error message.
+
+    With ``experiment_folder`` (the Tune experiment's path or URI) a finished trial's run is
+    closed only once Tune has saved an experiment state after the trial ended: a driver killed in
+    between leaves the run RUNNING, and the resume (which reruns what Tune's state did not hold
+    as finished) closes or continues it; a run shown finished is never run again.
+
+    A trial that Tune retries (its worker process died) keeps its run, tagged with the number of
+    retries; a resumed search adopts the runs of the trials its earlier driver started.
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        experiment_folder: str | None = None,
+    ) -> None:
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
+        self.experiment_folder = experiment_folder
         self.runs: dict[str, str] = {}
+        self.earlier: dict[str, str] = {}  # trial id -> run id, from an earlier driver
         self.last: dict[str, dict[str, Any]] = {}
         self.devices: set[str] = set()
+        self.errors: dict[str, str] = {}
+        self.retries: dict[str, int] = {}
+        self.pending: list[tuple[float, str, str, dict[str, str]]] = []
+        self._next_check = 0.0
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -42,25 +64,81 @@ class TrialRuns(Callback):
             self._client = tracking.client(self.uri)
         return self._client
 
+    def adopt_existing_runs(self, tune_trials: dict[str, dict[str, Any]]) -> int:
+        """Takes over the runs an earlier driver of this search opened (found by the trial-id tag
+        under the parent run). ``tune_trials`` is what Tune's saved state says of each trial
+        (``status``, ``last_result``): a run still RUNNING whose trial Tune holds as finished is
+        closed as that trial ended; the others are continued when Tune runs their trial again.
+        Returns the number of runs adopted."""
+        runs = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.mlflow.parentRunId = '{self.parent_run_id}' and "
+                f"tags.{tracking.ROLE_TAG} = 'trial'"
+            ),
+            max_results=50_000,
+        )
+        for run in runs:
+            trial_id = run.data.tags.get(tracking.TRIAL_TAG)
+            if not trial_id:
+                continue
+            run_id = str(run.info.run_id)
+            known = tune_trials.get(trial_id) or {}
+            if not known:
+                # Started just before the driver died, after Tune's last save: Tune (and its
+                # searcher) never heard of it, so the run is set aside, not counted as a trial.
+                self._close(
+                    run_id,
+                    "KILLED",
+                    {
+                        tracking.ROLE_TAG: "discarded",
+                        tracking.STATUS_TAG: "discarded",
+                        tracking.ERROR_TAG: "started after Tune last saved its state, before "
+                        "the driver stopped; the resumed search does not know this trial",
+                    },
+                )
+                continue
+            self.earlier[trial_id] = run_id
+            if run.info.status == "RUNNING" and known.get("status") in ("TERMINATED", "ERROR"):
+                last = known.get("last_result") or {}
+                if known["status"] == "TERMINATED":
+                    tags = self._finished_tags(last)
+                    self._close(run_id, "FINISHED", tags)
+                else:
+                    message = str(last.get(APPLICATION_ERROR) or "the trial failed (recorded by "
+                                  "Tune before the driver stopped)")  # fmt: skip
+                    self._close(run_id, "FAILED", self._error_tags(message))
+        return len(self.earlier)
+
     def _run_for(self, trial: Any) -> str:
         run_id = self.runs.get(trial.trial_id)
-        if run_id is None:
-            from mlflow.entities import Param
-
-            run = self.mlflow.create_run(
-                self.experiment_id,
-                run_name=str(trial),
-                tags={
-                    "mlflow.parentRunId": self.parent_run_id,
-                    tracking.ROLE_TAG: "trial",
-                    tracking.TRIAL_TAG: trial.trial_id,
-                    tracking.STATUS_TAG: "running",
-                },
-            )
-            run_id = str(run.info.run_id)
+        if run_id is not None:
+            return run_id
+        run_id = self.earlier.pop(trial.trial_id, None)
+        if run_id is not None:
+            # The trial runs again after a resume: its run continues (from epoch 1 again, as the
+            # trial does), marked as continued.
+            self.mlflow.update_run(run_id, status="RUNNING")
+            self.mlflow.set_tag(run_id, tracking.STATUS_TAG, "running")
+            self.mlflow.set_tag(run_id, "miml_tune.continued", "true")
             self.runs[trial.trial_id] = run_id
-            params = tracking.flatten_params(trial.config)
-            self.mlflow.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+            return run_id
+        from mlflow.entities import Param
+
+        run = self.mlflow.create_run(
+            self.experiment_id,
+            run_name=str(trial),
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                tracking.ROLE_TAG: "trial",
+                tracking.TRIAL_TAG: trial.trial_id,
+                tracking.STATUS_TAG: "running",
+            },
+        )
+        run_id = str(run.info.run_id)
+        self.runs[trial.trial_id] = run_id
+        params = tracking.flatten_params(trial.config)
+        self.mlflow.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -70,6 +148,12 @@ class TrialRuns(Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         run_id = self._run_for(trial)
+        if APPLICATION_ERROR in result:
+            # The trial raised an error of its own and is about to fail: failing again would
+            # give the same error, so Tune must not retry it (see search_trainable).
+            trial.max_failures = 0
+            self.errors[trial.trial_id] = str(result[APPLICATION_ERROR])
+            return
         self.last[trial.trial_id] = result
         step = int(result.get("epoch", 0))
         tracking.log_metrics(self.mlflow, run_id, tracking.numeric_metrics(result), step=step)
@@ -85,29 +169,121 @@ class TrialRuns(Callback):
             self.devices.add(trial.trial_id)
             self.mlflow.set_tag(run_id, "miml_tune.device", str(result["device"]))
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Tune retries the trial (its worker died): the same run goes on, the retry counted."""
+        run_id = self._run_for(trial)
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self.mlflow.set_tag(run_id, "miml_tune.retries", str(self.retries[trial.trial_id]))
+        self.mlflow.set_tag(run_id, "miml_tune.last_failure", tracking.trial_error_message(trial))
+        self.last.pop(trial.trial_id, None)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         last = self.last.get(trial.trial_id) or trial.last_result or {}
-        status = "pruned" if is_pruned(last) else "completed"
-        self.mlflow.set_tag(run_id, tracking.STATUS_TAG, status)
-        self.mlflow.set_tag(run_id, "miml_tune.epochs", str(last.get("epoch", 0)))
-        self.mlflow.set_terminated(run_id, "FINISHED")
-        self.runs.pop(trial.trial_id, None)
+        self._finish(trial.trial_id, run_id, "FINISHED", self._finished_tags(last))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
-        self.mlflow.set_tag(run_id, tracking.STATUS_TAG, "error")
-        message = tracking.trial_error_message(trial)
-        self.mlflow.set_tag(run_id, tracking.ERROR_TAG, message[:4000])
-        self.mlflow.set_terminated(run_id, "FAILED")
-        self.runs.pop(trial.trial_id, None)
+        message = self.errors.get(trial.trial_id) or tracking.trial_error_message(trial)
+        self._finish(trial.trial_id, run_id, "FAILED", self._error_tags(message))
+
+    @staticmethod
+    def _finished_tags(last: dict[str, Any]) -> dict[str, str]:
+        status = "pruned" if is_pruned(last) else "completed"
+        return {tracking.STATUS_TAG: status, "miml_tune.epochs": str(last.get("epoch", 0))}
+
+    @staticmethod
+    def _error_tags(message: str) -> dict[str, str]:
+        return {tracking.STATUS_TAG: "error", tracking.ERROR_TAG: message[:4000]}
+
+    def _finish(self, trial_id: str, run_id: str, status: str, tags: dict[str, str]) -> None:
+        self.runs.pop(trial_id, None)
+        if self.experiment_folder is None:
+            self._close(run_id, status, tags)
+        else:
+            self.pending.append((time.time(), run_id, status, tags))
+
+    def _close(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.mlflow.set_tag(run_id, key, value)
+        self.mlflow.set_terminated(run_id, status)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self.pending or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + 0.5
+        saved = _saved_at(self.experiment_folder)
+        while self.pending and self.pending[0][0] < saved:
+            _, run_id, status, tags = self.pending.pop(0)
+            self._close(run_id, status, tags)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Closes the runs of every trial that ended (the experiment ended, or was stopped and
+        Tune saved its state on the way out)."""
+        while self.pending:
+            _, run_id, status, tags = self.pending.pop(0)
+            self._close(run_id, status, tags)
 
     def close_open_runs(self, status: str = "KILLED") -> None:
         """Ends the runs of trials that never finished (the driver was interrupted)."""
+        self.flush()
         for run_id in list(self.runs.values()):
             self.mlflow.set_tag(run_id, tracking.STATUS_TAG, "interrupted")
             self.mlflow.set_terminated(run_id, status)
         self.runs.clear()
+
+
+def _saved_at(experiment_folder: str | None) -> float:
+    """When Tune last finished writing its experiment state (a file's modification time, in
+    seconds since the epoch); 0 when it cannot be read."""
+    if experiment_folder is None:
+        return 0.0
+    try:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(experiment_folder)
+        entries = fs.get_file_info(pyarrow.fs.FileSelector(path))
+    except Exception:  # the storage cannot be listed now: try again at the next step
+        return 0.0
+    times = [
+        e.mtime.timestamp()
+        for e in entries
+        if e.base_name.startswith("experiment_state-") and e.mtime is not None
+    ]
+    return max(times, default=0.0)
+
+
+class SearcherCheck(Callback):
+    """Checks, as a resumed experiment starts and before any trial, that the searcher Tune runs
+    is the restored one: an Optuna searcher with ``sampler`` whose study holds at least
+    ``finished`` finished trials. Ray Tune has restored experiments with a plain random search
+    in place of the configured searcher; a search never goes on like that."""
+
+    def __init__(self, searcher: Any, sampler: str, finished: int) -> None:
+        self.searcher = searcher
+        self.sampler = sampler
+        self.finished = finished
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        from tuner.search import describe_searcher, finished_in_study
+
+        kind, sampler = describe_searcher(self.searcher)
+        told = finished_in_study(self.searcher)
+        if kind != "OptunaSearch" or sampler != self.sampler or told < self.finished:
+            raise MimlTuneError(
+                f"the resumed search runs {kind} with {sampler} holding {told} finished trials, "
+                f"not OptunaSearch with {self.sampler} holding {self.finished}; stopped before "
+                "any trial ran (launch again with --overwrite)"
+            )
 
 
 def is_pruned(last_result: dict[str, Any]) -> bool:
@@ -129,9 +305,14 @@ class ProgressLine(Callback):
         self.status: dict[str, str] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.best: float = math.nan
+        self.restored = 0  # trials a resumed search had finished before
         self._printed = 0.0
         self._last_line = ""
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def count_restored(self, finished: int) -> None:
+        """A resumed search: ``finished`` trials were done before this driver started."""
+        self.restored = finished
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.status[trial.trial_id] = "running"
@@ -173,8 +354,10 @@ class ProgressLine(Callback):
         }
         elapsed = int(time.monotonic() - self.started)
         best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
+        earlier = f", {self.restored} before resume" if self.restored else ""
         return (
-            f"trials {sum(counts.values())}/{self.total}: {counts['running']} running, "
+            f"trials {sum(counts.values()) + self.restored}/{self.total}{earlier}: "
+            f"{counts['running']} running, "
             f"{counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed | "
             f"best {self.metric} {best} | {elapsed // 60:02d}:{elapsed % 60:02d}"
         )

@@ -24,6 +24,9 @@ ERROR_TAG = "miml_tune.error"
 ROLE_TAG = "miml_tune.role"
 TRIAL_TAG = "miml_tune.trial_id"
 SUMMARY_ARTIFACT = "best.json"
+# The key of the result a trial reports just before it raises an error of its own (see
+# tuner.search.search_trainable): the driver then fails it without retrying it.
+APPLICATION_ERROR = "miml_tune_application_error"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:

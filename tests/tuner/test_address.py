@@ -1,0 +1,116 @@
+"""Attaching to a cluster and choosing storage: bad addresses and unreachable clusters fail in one
+line, node-local storage is refused on a multi-node cluster (the decision tested on injected node
+lists and mount tables), and a single-node cluster takes a local folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.searches import assert_one_line_error, cli
+from tests.servers import free_port
+from tuner.errors import MimlTuneError
+from tuner.search import (
+    check_storage_for_cluster,
+    mount_table,
+    parse_address,
+    storage_is_shared,
+)
+
+MOUNTS = [
+    ("/", "overlay"),
+    ("/home", "ext4"),
+    ("/mnt/shared", "nfs4"),
+    ("/mnt/shared/scratch", "tmpfs"),
+    ("/lustre", "lustre"),
+    ("/buckets/data", "fuse.s3fs"),
+    ("/gcs", "fuse.gcsfuse"),
+]
+
+
+@pytest.mark.parametrize("address", ["auto", "ray://10.0.0.1:10001", "head:6379", "[::1]:6379"])
+def test_well_formed_addresses_are_accepted(address: str) -> None:
+    assert parse_address(address) == address
+
+
+@pytest.mark.parametrize(
+    "address", ["", "head", "head:", ":6379", "head:port", "head:0", "head:70000", "http://h:1"]
+)
+def test_malformed_addresses_say_what_is_allowed(address: str) -> None:
+    with pytest.raises(MimlTuneError, match=r"allowed: auto, ray://HOST:PORT .* or HOST:PORT"):
+        parse_address(address)
+
+
+@pytest.mark.parametrize(
+    ("storage", "shared"),
+    [
+        ("s3://bucket/results", True),
+        ("gs://bucket/results", True),
+        ("/mnt/shared/results", True),
+        ("/mnt/shared", True),
+        ("/mnt/sharedish/results", False),  # a prefix of the name, not a parent folder
+        ("/mnt/shared/scratch/run", False),  # the longest mount point decides
+        ("/lustre/project/x", True),
+        ("/buckets/data/x", True),
+        ("/gcs/x", True),
+        ("/home/me/results", False),
+        ("/tmp/results", False),
+        ("file:///mnt/shared/results", True),
+        ("file:///home/me/results", False),
+    ],
+)
+def test_shared_storage_is_a_uri_or_a_network_file_system(storage: str, shared: bool) -> None:
+    assert storage_is_shared(storage, MOUNTS) is shared
+
+
+def test_node_local_storage_is_refused_on_a_multi_node_cluster_only() -> None:
+    one = [{"Alive": True, "NodeID": "a"}, {"Alive": False, "NodeID": "b"}]
+    two = [{"Alive": True, "NodeID": "a"}, {"Alive": True, "NodeID": "b"}]
+    check_storage_for_cluster("/home/me/results", one, MOUNTS)  # one alive node: fine
+    check_storage_for_cluster("/mnt/shared/results", two, MOUNTS)
+    check_storage_for_cluster("s3://bucket/results", two, MOUNTS)
+    with pytest.raises(MimlTuneError) as err:
+        check_storage_for_cluster("/home/me/results", two, MOUNTS)
+    message = str(err.value)
+    assert "2 nodes" in message and "NFS" in message and "s3://" in message and "gs://" in message
+
+
+def test_the_mount_table_of_this_machine_is_read() -> None:
+    mounts = mount_table()
+    assert ("/", mounts[0][1]) in mounts or any(point == "/" for point, _ in mounts)
+    assert mount_table("/nonexistent/mounts") == []
+
+
+def test_malformed_address_through_the_cli(workdir: Path) -> None:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = cli(workdir, "launch", "--space", "birds", "--tracking-uri", uri, "--address", "head")
+    assert_one_line_error(result, "--address 'head'", "allowed: auto")
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "miml-tune-results").exists()
+
+
+def test_unreachable_cluster_is_one_line_within_seconds(workdir: Path) -> None:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    port = free_port()
+    started = time.monotonic()
+    result = cli(
+        workdir, "launch", "--space", "birds", "--tracking-uri", uri,
+        "--address", f"127.0.0.1:{port}",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert_one_line_error(result, f"127.0.0.1:{port}", "cannot reach the Ray cluster")
+    assert elapsed < 60, elapsed  # the CLI's start-up and data checks, not Ray's long retries
+    assert not (workdir / "miml-tune-results").exists()
+
+
+def test_no_cluster_for_address_auto_is_one_line(workdir: Path) -> None:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    # The CLI's TMPDIR is the test's folder, where Ray looks for a running cluster: none.
+    result = cli(workdir, "launch", "--space", "birds", "--tracking-uri", uri, "--address", "auto")
+    assert_one_line_error(result, "--address auto found no running Ray cluster")
+
+
+def test_negative_gpus_per_trial_is_one_line(workdir: Path) -> None:
+    result = cli(workdir, "launch", "--space", "birds", "--gpus-per-trial", "-1")
+    assert_one_line_error(result, "--gpus-per-trial must be >= 0", "got -1")
