@@ -59,6 +59,13 @@ def cli() -> None:
     show_default=True,
     help="GPUs per trial; fractions pack trials on one GPU.",
 )
+@click.option(
+    "--max-failures",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Retries of a trial whose worker process died (an error the trial raises is not retried).",
+)
 @click.option("--seed", type=int, help="Seed of the sampler, the splits and the models.")
 @click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
 @click.option("--scheduler", type=str, help="asha | fifo")

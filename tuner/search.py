@@ -76,7 +76,7 @@ class LaunchOptions:
             )
         if not 0 <= self.max_failures < 100:
             raise MimlTuneError(
-                f"max_failures (retries of a trial whose worker died) must be in [0, 100), "
+                f"--max-failures (retries of a trial whose worker died) must be in [0, 100), "
                 f"got {self.max_failures}"
             )
         if self.address is not None:

@@ -88,6 +88,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "space typo": (["launch", "--space", "typo.yaml"], r"typo.yaml: unknown key 'budjet'"),
         "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer in \[1, "),
         "negative gpus": ([*launch, "--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0"),
+        "negative retries": ([*launch, "--max-failures", "-1"], r"--max-failures .* in \[0, 100\)"),
         "bad sampler": ([*launch, "--sampler", "grid"], r"unknown sampler 'grid'"),
         "bad option": (
             [*launch, "--trails", "3"],
