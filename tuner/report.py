@@ -217,16 +217,30 @@ def _trial_runs(mlflow: Any, experiment_id: str, parent_id: str) -> list[Any]:
 
 
 def fetch_curves(record: SearchRecord, trials: Sequence[TrialRecord]) -> None:
-    """Reads each trial's fold-mean metric by epoch (``TrialRecord.curve``) from MLflow; the
-    value logged last wins at an epoch logged twice."""
+    """Reads each trial's fold-mean metric by epoch (``TrialRecord.curve``) from MLflow: the
+    last attempt's, for a trial that was retried or restarted by a resume (its run holds one
+    curve per attempt, each starting again at epoch 1)."""
     mlflow = tracking.client(record.uri)
     for trial in trials:
         if not trial.curve:
             history = mlflow.get_metric_history(trial.run_id, record.metric)
-            by_step = {
-                int(m.step): float(m.value) for m in sorted(history, key=lambda m: m.timestamp)
-            }
-            trial.curve = sorted(by_step.items())
+            points = [(int(m.step), float(m.value)) for m in sorted(history, key=_logged_order)]
+            trial.curve = last_attempt(points)
+
+
+def _logged_order(metric: Any) -> tuple[int, int]:
+    return (int(metric.timestamp), int(metric.step))
+
+
+def last_attempt(points: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The ``(epoch, value)`` points after the last restart (an epoch not above the one
+    before), in logged order; an epoch logged twice in a row keeps its last value."""
+    start = 0
+    for i in range(1, len(points)):
+        if points[i][0] < points[i - 1][0]:
+            start = i
+    by_step = dict(points[start:])
+    return sorted(by_step.items())
 
 
 def space_domains(space: dict[str, Any]) -> dict[str, Domain]:

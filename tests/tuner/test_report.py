@@ -308,3 +308,14 @@ def test_report_through_the_cli(finished_search: FinishedSearch, workdir: Path) 
     unknown = cli(workdir, "report", "--name", "no-such-search", "--tracking-uri", s.uri)
     assert_one_line_error(unknown, "no search named 'no-such-search'", s.name)
     assert not (workdir / "miml-tune-reports").exists()
+
+
+def test_a_retried_trials_curve_is_its_last_attempt() -> None:
+    from tuner.report import last_attempt
+
+    assert last_attempt([(1, 0.1), (2, 0.2), (3, 0.3)]) == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    # Killed after epoch 3, retried from epoch 1 to 4: only the retry is drawn.
+    retried = [(1, 0.1), (2, 0.2), (3, 0.3), (1, 0.15), (2, 0.25), (3, 0.35), (4, 0.4)]
+    assert last_attempt(retried) == [(1, 0.15), (2, 0.25), (3, 0.35), (4, 0.4)]
+    assert last_attempt([(1, 0.1), (1, 0.2)]) == [(1, 0.2)]
+    assert last_attempt([]) == []
