@@ -9,24 +9,16 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA
-from tests.searches import cli
+from tests.searches import SMALL_SPACE, cli
 
 pytestmark = pytest.mark.slow
 
 # Small but real: GAMIL-C with settings that learn in a few epochs, searched over lr and K.
 TEST_SPACE = {
+    **SMALL_SPACE,
     "name": "birds-small",
-    "description": "test space",
-    "model": "gamil_c",
-    "dataset": "birds",
-    "metric": "average_precision",
-    "mode": "max",
-    "cv": {"folds": 3, "repeats": 1},
-    "holdout": 0.2,
-    "seed": 0,
     "budget": {"trials": 4, "max_epochs": 12},
     "scheduler": {"name": "asha", "grace_period": 4, "reduction_factor": 2},
-    "sampler": "tpe",
     "params": {
         "lr": [5.0e-3, 3.0e-3],
         "k": [3, 5],
