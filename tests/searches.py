@@ -25,7 +25,8 @@ SMALL_SPACE: dict[str, Any] = {
     "cv": {"folds": 3, "repeats": 1},
     "holdout": 0.2,
     "seed": 0,
-    "budget": {"trials": 4, "max_epochs": 6},
+    # One trial at a time: which trials ASHA prunes then depends on nothing but the seed.
+    "budget": {"trials": 4, "max_epochs": 6, "concurrency": 1},
     "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
     "sampler": "tpe",
     "peers": ["bag_mean_linear"],

@@ -52,6 +52,9 @@ def _trial_runs(uri: str) -> list[Any]:
 def _kill_after_finished(workdir: Path, uri: str, space: Path, finished: int) -> None:
     """Launches the search and SIGKILLs its driver, then every process it started, once
     ``finished`` trial runs are FINISHED in MLflow."""
+    # The store exists before the driver starts: this test reads it while the driver writes, and
+    # two processes creating a fresh sqlite store at once race on its schema migrations.
+    _trial_runs(uri)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner.cli", "launch", "--space", str(space), "--tracking-uri", uri],
         cwd=workdir, env=cli_env(workdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -63,13 +66,12 @@ def _kill_after_finished(workdir: Path, uri: str, space: Path, finished: int) ->
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
             children.update(descendants(proc.pid))
             done = 0
-            if (workdir / "mlflow.db").exists():
-                runs = _trial_runs(uri)
-                done = sum(
-                    r.info.status == "FINISHED"
-                    for r in runs
-                    if r.data.tags.get("miml_tune.role") == "trial"
-                )
+            runs = _trial_runs(uri)
+            done = sum(
+                r.info.status == "FINISHED"
+                for r in runs
+                if r.data.tags.get("miml_tune.role") == "trial"
+            )
             if done >= finished:
                 break
             time.sleep(0.3)
@@ -77,7 +79,8 @@ def _kill_after_finished(workdir: Path, uri: str, space: Path, finished: int) ->
             pytest.fail("the search did not finish two trials in time")
         children.update(descendants(proc.pid))
     finally:
-        os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         for pid in children:  # the embedded Ray the driver started, now orphaned
             with contextlib.suppress(ProcessLookupError):
