@@ -77,7 +77,7 @@ def cli() -> None:
 )
 @click.option(
     "--address",
-    help="Attach to a running Ray cluster: auto, ray://HOST:PORT or HOST:PORT [embedded local].",
+    help="Attach to a running Ray cluster: auto or HOST:PORT (its GCS) [embedded local].",
 )
 @click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
@@ -269,8 +269,12 @@ def ui(port: int, tracking_uri: str | None) -> None:
 @cli.command()
 @click.option("--name", required=True, help="Search name (as given to launch).")
 @click.option("--storage", help="The launch's --storage [./miml-tune-results].")
-@click.option("--address", help="Ray cluster to run on: auto, ray://HOST:PORT or HOST:PORT.")
+@click.option("--address", help="Ray cluster to run on: auto or HOST:PORT.")
 @click.option("--tracking-uri", help="MLflow store [the one the search logged to].")
+@click.option("--data", type=click.Path(), help="The search's data file, if it has moved.")
+@click.option(
+    "--force", is_flag=True, help="Resume a search marked running on another machine (gone)."
+)
 @_JSON
 def resume(as_json: bool, **options: Any) -> None:
     """Continue an interrupted search: finished trials stay, the sampler keeps its history."""

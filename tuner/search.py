@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -222,7 +223,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
     _start_ray(options.address)
     _check_resources(options)
-    _check_shared_storage(folder, options.address)
+    _check_shared_storage(folder, options)
 
     peer_started = time.monotonic()
     metrics = search_metrics(dev)
@@ -282,9 +283,15 @@ def resume(
     storage: str | None = None,
     address: str | None = None,
     tracking_uri: str | None = None,
+    data: str | None = None,
+    force: bool = False,
     progress: TextIO | None = None,
 ) -> dict[str, Any]:
     """Continues an interrupted search and returns its summary (as :func:`launch` does).
+
+    ``data`` reads the search's data from a new path (it must be the same data: the fingerprint
+    is checked). ``force`` resumes a search whose state says it runs on another machine, whose
+    driver cannot be checked from here (a lost head node, a deleted pod).
 
     The search's state file (under ``storage/name``) holds what the launch used: the effective
     space, the data file and keys, the trial resources, the parent run. Tune restores its own
@@ -311,11 +318,17 @@ def resume(
         raise MimlTuneError(
             f"search {name} finished; nothing to resume; see `miml-tune best --name {name}`"
         )
-    if status == "running":
-        driver = state.get("driver") or {}
+    driver = state.get("driver") or {}
+    elsewhere = driver.get("host") not in (None, socket.gethostname())
+    if status == "running" and not (force and elsewhere):
+        hint = (
+            "; if that machine or its driver is gone, pass --force"
+            if elsewhere
+            else "; stop it first, or wait for it"
+        )
         raise MimlTuneError(
             f"search {name} is still running (driver process {driver.get('pid')} on "
-            f"{driver.get('host')}); stop it first, or wait for it"
+            f"{driver.get('host')}){hint}"
         )
     if "space" not in state or "parent_run_id" not in state:
         raise MimlTuneError(
@@ -327,13 +340,13 @@ def resume(
     except MimlTuneError as exc:
         raise MimlTuneError(f"cannot resume search {name}: {exc}") from None
     spec = dataclasses.replace(spec, text=state.get("space_text") or "")
-    data = state.get("data") or {}
+    saved_data = state.get("data") or {}
     saved = state.get("options") or {}
     options = LaunchOptions(
         name=name,
-        data=data.get("path"),
-        bag_key=data.get("bag_key"),
-        label_key=data.get("label_key"),
+        data=data or saved_data.get("path"),
+        bag_key=saved_data.get("bag_key"),
+        label_key=saved_data.get("label_key"),
         tracking_uri=tracking_uri or state.get("tracking_uri"),
         storage=storage,
         address=address,
@@ -368,7 +381,7 @@ def resume(
     protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
     _start_ray(options.address)
     _check_resources(options)
-    _check_shared_storage(folder, options.address)
+    _check_shared_storage(folder, options)
     state = {**state, "tracking_uri": uri, "experiment_id": str(parent.info.experiment_id)}
     # The same parent run goes on: RUNNING again, its error tag (from the interruption) gone.
     mlflow.update_run(parent_id, status="RUNNING")
@@ -536,30 +549,46 @@ def _run_peers(
 
 
 def parse_address(address: str) -> str:
-    """The ``ray.init`` address for ``--address``: ``auto``, ``ray://HOST:PORT`` or
-    ``HOST:PORT`` (the GCS port of a running cluster, 6379 by default)."""
+    """The ``ray.init`` address for ``--address``: ``auto`` or ``HOST:PORT`` (the GCS port of a
+    running cluster, 6379 by default). ``ray://`` (Ray Client) is refused: under Ray Client Tune
+    runs the search on the head, where miml-tune's driver-side MLflow runs, resume checks and
+    clean-up do not run."""
     text = address.strip()
     if text == "auto":
         return text
-    rest = text[len("ray://") :] if text.startswith("ray://") else text
-    host, port = _host_port(rest)
+    if text.startswith("ray://"):
+        raise MimlTuneError(
+            f"--address {address!r}: Ray Client (ray://) is not supported, the search's driver "
+            "must run on the cluster; use `miml-tune submit --address http://HEAD:8265 -- "
+            "launch ...`, or --address HOST:PORT (or auto) from a cluster node"
+        )
+    host, port = _host_port(text)
     if host is None or port is None:
         raise MimlTuneError(
-            f"--address {address!r} is not a Ray cluster address; allowed: auto, "
-            "ray://HOST:PORT (Ray Client, port 10001) or HOST:PORT (the head's GCS port, "
-            "6379 by default)"
+            f"--address {address!r} is not a Ray cluster address; allowed: auto or HOST:PORT "
+            "(the head's GCS port, 6379 by default; an IPv6 host in brackets: [::1]:6379)"
         )
     return text
 
 
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$", re.ASCII)
+
+
 def _host_port(text: str) -> tuple[str | None, int | None]:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    """``(host, port)`` of ``HOST:PORT`` or ``[IPV6]:PORT``; ``(None, None)`` if malformed."""
+    import ipaddress
+
+    match = _HOST_PORT.match(text)
+    if match is None or not 0 < int(match.group(2)) < 65536:
         return None, None
-    if any(c.isspace() or c in "/?#@" for c in host):
-        return None, None
-    return host, int(port)
+    host = match.group(1)
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None, None
+    return host, int(match.group(2))
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -673,31 +702,46 @@ def storage_is_shared(storage: str, mounts: list[tuple[str, str]]) -> bool:
 
 
 def check_storage_for_cluster(
-    storage: str, nodes: list[dict[str, Any]], mounts: list[tuple[str, str]]
+    storage: str,
+    nodes: list[dict[str, Any]],
+    mounts: list[tuple[str, str]],
+    *,
+    trials_elsewhere: bool = False,
 ) -> None:
-    """Refuses node-local storage on a cluster of more than one alive node: trials on other
-    nodes would write their results where the driver (and a resume) never sees them."""
+    """Refuses node-local storage on a cluster of more than one alive node, or one whose trials
+    will run on nodes still to come (``trials_elsewhere``: an attached cluster whose only node
+    cannot hold a trial): trials there would write their results where the driver (and a
+    resume) never sees them."""
     alive = [n for n in nodes if n.get("Alive", n.get("alive", False))]
-    if len(alive) > 1 and not storage_is_shared(storage, mounts):
+    if (len(alive) > 1 or trials_elsewhere) and not storage_is_shared(storage, mounts):
+        where = (
+            f"the Ray cluster has {len(alive)} nodes"
+            if len(alive) > 1
+            else "the trials will run on other nodes (this one cannot hold a trial)"
+        )
         raise MimlTuneError(
-            f"--storage {storage} is a folder local to this node, but the Ray cluster has "
-            f"{len(alive)} nodes; use shared storage: an NFS path mounted on every node, or an "
-            "s3:// or gs:// URI"
+            f"--storage {storage} is a folder local to this node, but {where}; use shared "
+            "storage: an NFS path mounted on every node, or an s3:// or gs:// URI"
         )
 
 
-def _check_shared_storage(folder: RunFolder, address: str | None) -> None:
+def _check_shared_storage(folder: RunFolder, options: LaunchOptions) -> None:
     import ray
 
-    ray_client = address is not None and address.startswith("ray://")
-    if ray_client and not storage_is_shared(folder.root, mount_table()):
-        # With Ray Client the Tune driver runs on the head, so a path means the head's.
-        raise MimlTuneError(
-            f"with --address {address} the search runs on the cluster's head, so --storage "
-            f"{folder.root} would be a folder there, not here; use shared storage: an NFS "
-            "path mounted on every node, or an s3:// or gs:// URI"
-        )
-    check_storage_for_cluster(folder.root, list(ray.nodes()), mount_table())
+    nodes = list(ray.nodes())
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    fits = any(
+        r.get("CPU", 0.0) >= options.cpus_per_trial and r.get("GPU", 0.0) >= options.gpus_per_trial
+        for r in alive
+    )
+    elsewhere = attached_cluster(options.address) and not fits
+    check_storage_for_cluster(folder.root, nodes, mount_table(), trials_elsewhere=elsewhere)
+
+
+def attached_cluster(address: str | None) -> bool:
+    """Whether the search runs on a running cluster (``--address``, or inside a Ray job) rather
+    than on an embedded one."""
+    return address is not None or bool(os.environ.get("RAY_ADDRESS"))
 
 
 def _check_resources(options: LaunchOptions) -> None:
@@ -708,20 +752,35 @@ def _check_resources(options: LaunchOptions) -> None:
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
     most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    stream = options.progress or sys.stderr
+    problems = []
     if options.cpus_per_trial > most_cpus:
-        raise MimlTuneError(
+        problems.append(
             f"--cpus-per-trial {options.cpus_per_trial:g} exceeds the {most_cpus:g} CPUs of the "
-            "largest Ray node; lower it"
+            "largest Ray node"
         )
     if options.gpus_per_trial > most_gpus:
-        raise MimlTuneError(
+        problems.append(
             f"--gpus-per-trial {options.gpus_per_trial:g} but the largest Ray node has "
-            f"{most_gpus:g} GPUs; use a machine or cluster with GPUs, or --gpus-per-trial 0"
+            f"{most_gpus:g} GPUs"
         )
+    if problems and attached_cluster(options.address):
+        # A cluster that autoscales (from zero workers, say) adds the nodes trials wait for.
+        print(
+            f"warning: {'; '.join(problems)} alive now: trials wait until the cluster's "
+            "autoscaler adds such a node (pass --concurrency on a cluster that scales from zero)",
+            file=stream,
+        )
+    elif problems:
+        fix = (
+            "lower it"
+            if len(problems) == 1 and "cpus" in problems[0]
+            else ("use a machine or cluster with GPUs, or --gpus-per-trial 0")
+        )
+        raise MimlTuneError(f"{problems[0]}; {fix}")
     if options.gpus_per_trial > 0 and len(nodes) == 1 and not torch.cuda.is_available():
         # Ray declares GPUs (found, or declared with num_gpus) that torch cannot use: the
         # trials fall back to the CPU, each with a warning; say it once here too.
-        stream = options.progress or sys.stderr
         print(
             f"warning: --gpus-per-trial {options.gpus_per_trial:g}, but this torch "
             f"({torch.__version__}) sees no CUDA device: trials will train on CPU (install a "
@@ -848,7 +907,8 @@ def _fit(
     if unfinished or len(results) < spec.trials:
         # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
         raise KeyboardInterrupt(
-            f"search interrupted with {len(results) - len(unfinished)} of {spec.trials} trials done"
+            f"search interrupted with {len(results) - len(unfinished)} of {spec.trials} trials "
+            f"done; continue it with `miml-tune resume --name {folder.name}`"
         )
     if resumed is not None:
         # The searcher that ran is the one restored and checked, and it saw every trial.

@@ -8,6 +8,7 @@ leaderboard and the best configuration.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -55,6 +56,10 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
             raise MimlTuneError(
                 f"MLflow tracking server {uri} is unreachable ({reason}); start it or pass "
                 "another --tracking-uri"
+            ) from None
+        except (ValueError, http.client.InvalidURL) as exc:  # a bad port, IPv6 bracket, ...
+            raise MimlTuneError(
+                f"tracking URI {uri!r} is not a valid URL ({exc}); use http(s)://HOST:PORT"
             ) from None
     elif scheme == "sqlite":
         path = Path(uri.split("sqlite:///", 1)[-1])

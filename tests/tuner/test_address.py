@@ -30,17 +30,26 @@ MOUNTS = [
 ]
 
 
-@pytest.mark.parametrize("address", ["auto", "ray://10.0.0.1:10001", "head:6379", "[::1]:6379"])
+@pytest.mark.parametrize("address", ["auto", "head:6379", "10.0.0.1:6379", "[::1]:6379"])
 def test_well_formed_addresses_are_accepted(address: str) -> None:
     assert parse_address(address) == address
 
 
 @pytest.mark.parametrize(
-    "address", ["", "head", "head:", ":6379", "head:port", "head:0", "head:70000", "http://h:1"]
-)
+    "address",
+    [
+        "", "head", "head:", ":6379", "head:port", "head:0", "head:70000", "http://h:1",
+        "host:²", "host:٣٣", "::1", "fe80::1", "h:6379:7", "[h:1", "h]:1", "[zz::1]:6379",
+    ],
+)  # fmt: skip
 def test_malformed_addresses_say_what_is_allowed(address: str) -> None:
-    with pytest.raises(MimlTuneError, match=r"allowed: auto, ray://HOST:PORT .* or HOST:PORT"):
+    with pytest.raises(MimlTuneError, match=r"allowed: auto or HOST:PORT"):
         parse_address(address)
+
+
+def test_ray_client_addresses_point_to_submit() -> None:
+    with pytest.raises(MimlTuneError, match=r"Ray Client \(ray://\) is not supported.*submit"):
+        parse_address("ray://10.0.0.1:10001")
 
 
 @pytest.mark.parametrize(
@@ -71,6 +80,10 @@ def test_node_local_storage_is_refused_on_a_multi_node_cluster_only() -> None:
     check_storage_for_cluster("/home/me/results", one, MOUNTS)  # one alive node: fine
     check_storage_for_cluster("/mnt/shared/results", two, MOUNTS)
     check_storage_for_cluster("s3://bucket/results", two, MOUNTS)
+    # One node that cannot hold a trial (a head with no CPUs for trials): trials run elsewhere.
+    with pytest.raises(MimlTuneError, match="the trials will run on other nodes"):
+        check_storage_for_cluster("/home/me/results", one, MOUNTS, trials_elsewhere=True)
+    check_storage_for_cluster("s3://bucket/results", one, MOUNTS, trials_elsewhere=True)
     with pytest.raises(MimlTuneError) as err:
         check_storage_for_cluster("/home/me/results", two, MOUNTS)
     message = str(err.value)

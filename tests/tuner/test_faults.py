@@ -87,10 +87,8 @@ def test_a_trial_whose_worker_dies_is_retried_in_the_same_run(workdir: Path) -> 
     run = retried[0]
     assert run.data.tags["miml_tune.retries"] == "1"
     assert run.info.status == "FINISHED" and run.data.tags["miml_tune.status"] == "completed"
-    assert (
-        "RayActorError" in run.data.tags["miml_tune.last_failure"]
-        or run.data.tags["miml_tune.last_failure"]
-    )
+    failure = run.data.tags["miml_tune.last_failure"].lower()
+    assert any(word in failure for word in ("actor", "worker", "died", "crash")), failure
     assert run.data.metrics["average_precision"] > 0
 
 
