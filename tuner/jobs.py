@@ -254,7 +254,48 @@ def parse_command(command: list[str]) -> tuple[str, dict[str, Any]]:
         raise
     except click.ClickException as exc:
         raise MimlTuneError(f"{command[0]}: {exc.format_message()}") from None
-    return command[0], dict(ctx.params)
+    params = dict(ctx.params)
+    _check_options(command[0], params)
+    return command[0], params
+
+
+def _check_options(kind: str, params: dict[str, Any]) -> None:
+    """The checks ``launch`` makes of its options before it starts anything, made here."""
+    from tuner.cli import _check_counts
+    from tuner.search import LaunchOptions, parse_address
+
+    if params.get("address"):
+        parse_address(params["address"])
+    if kind != "launch":
+        return
+    _check_counts(params)
+    LaunchOptions(
+        name=params.get("name"),
+        cpus_per_trial=params.get("cpus_per_trial", 1.0),
+        gpus_per_trial=params.get("gpus_per_trial", 0.0),
+        max_failures=params.get("max_failures", 2),
+    ).validate()
+
+
+def _check_storage(address: str, argv: list[str], params: dict[str, Any]) -> None:
+    """A job runs in a temporary working folder on the head: a relative ``--storage`` (or the
+    default ``./miml-tune-results``) would put the search where no later ``resume`` finds it.
+    On a head that is this machine it is pinned to this machine's folder; on a remote cluster
+    an absolute path or a URI is required."""
+    storage = params.get("storage")
+    if storage and ("://" in storage or Path(storage).is_absolute()):
+        return
+    if not is_loopback(address):
+        raise MimlTuneError(
+            f"--storage {storage or '(default ./miml-tune-results)'} is relative, and a job "
+            "runs in a temporary folder on the head: pass --storage with shared storage all "
+            "nodes reach (an NFS path or an s3:// / gs:// URI)"
+        )
+    absolute = str(Path(storage or "miml-tune-results").resolve())
+    if storage:
+        _set_option(argv, "--storage", absolute)
+    else:
+        argv += ["--storage", absolute]
 
 
 def _option_value(argv: list[str], flag: str) -> int | None:
@@ -437,6 +478,7 @@ def submit(
         _set_option(argv, "--tracking-uri", uri)
     if not params.get("address"):
         argv += ["--address", "auto"]
+    _check_storage(address, argv, params)
     working_dir = _stage_files(kind, argv, params)
     try:
         client = connect(address)

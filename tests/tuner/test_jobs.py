@@ -148,7 +148,10 @@ def test_submit_a_search_as_a_job(cluster: Cluster, workdir: Path) -> None:
     assert submitted["address"] == head.address
     # The space file was shipped in the job's working folder under its own name.
     assert "--space jobs-birds.yaml" in submitted["entrypoint"]
-    assert submitted["entrypoint"].endswith("--address auto")
+    assert "--address auto" in submitted["entrypoint"]
+    # The default storage, relative, is pinned to this machine's folder (the head is here), so
+    # a later `resume` finds the search.
+    assert submitted["entrypoint"].endswith(f"--storage {workdir / 'miml-tune-results'}")
 
     info = _wait(workdir, head, job_id, {"SUCCEEDED", "FAILED", "STOPPED"})
     logs = _run(workdir, head, "jobs", "logs", job_id, "--address", head.address)
@@ -227,3 +230,12 @@ def test_bad_input_fails_here_in_one_line(workdir: Path) -> None:
         "--tracking-uri", "sqlite:///mlflow.db", *launch,
     )  # fmt: skip
     assert_one_line_error(remote_file_store, "http(s)://")
+
+    # Checked here as launch checks them, before anything is sent.
+    negative = cli(workdir, "submit", "--address", nobody, *launch, "--gpus-per-trial", "-1")
+    assert_one_line_error(negative, "--gpus-per-trial must be >= 0")
+    remote_relative = cli(
+        workdir, "submit", "--address", "http://10.0.0.1:8265",
+        "--tracking-uri", "http://10.0.0.1:5000", *launch,
+    )  # fmt: skip
+    assert_one_line_error(remote_relative, "is relative", "s3://")
