@@ -380,10 +380,13 @@ def _stage_files(kind: str, argv: list[str], params: dict[str, Any]) -> Path | N
         return None
     folder = Path(tempfile.mkdtemp(prefix="miml-tune-job-"))
     if data_file is not None:
-        shutil.copy2(data_file, folder / data_file.name)
+        for companion in [data_file, *companion_files(data_file)]:
+            shutil.copy2(companion, folder / companion.name)
         _set_option(argv, "--data", data_file.name)
     if dataset_file is not None:
         shutil.copy2(dataset_file, folder / _staged_name(dataset_file, space_file))
+        for companion in companion_files(dataset_file):
+            shutil.copy2(companion, folder / companion.name)
     if space_text is not None:
         name = (
             space_file.name
@@ -393,6 +396,22 @@ def _stage_files(kind: str, argv: list[str], params: dict[str, Any]) -> Path | N
         (folder / name).write_text(space_text, encoding="utf-8")
         _set_option(argv, "--space", name)
     return folder
+
+
+def companion_files(data: Path) -> list[Path]:
+    """The files the loaders read beside ``data``, found by name in its folder: a Mulan
+    ``NAME-train.arff``'s ``NAME-test.arff`` and the label XML (``NAME.xml``, or the data
+    file's own stem ``.xml`` for a MIML ARFF)."""
+    stem = data.stem
+    base = stem.removesuffix("-train").removesuffix("-test")
+    candidates = [data.with_suffix(".xml"), data.with_name(f"{base}.xml")]
+    if stem.endswith("-train"):
+        candidates.append(data.with_name(f"{base}-test{data.suffix}"))
+    seen: list[Path] = []
+    for path in candidates:
+        if path != data and path.is_file() and path not in seen:
+            seen.append(path)
+    return seen
 
 
 def _staged_name(data: Path, space: Path) -> str:

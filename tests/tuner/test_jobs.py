@@ -239,3 +239,17 @@ def test_bad_input_fails_here_in_one_line(workdir: Path) -> None:
         "--tracking-uri", "http://10.0.0.1:5000", *launch,
     )  # fmt: skip
     assert_one_line_error(remote_relative, "is relative", "s3://")
+
+
+def test_a_data_file_travels_with_the_files_read_beside_it(tmp_path: Path) -> None:
+    from tuner.jobs import companion_files
+
+    for name in ("yeast-train.arff", "yeast-test.arff", "yeast.xml", "birds.arff", "birds.xml"):
+        (tmp_path / name).write_text("x")
+    assert sorted(p.name for p in companion_files(tmp_path / "yeast-train.arff")) == [
+        "yeast-test.arff",
+        "yeast.xml",
+    ]
+    assert [p.name for p in companion_files(tmp_path / "birds.arff")] == ["birds.xml"]
+    (tmp_path / "alone.arff").write_text("x")
+    assert companion_files(tmp_path / "alone.arff") == []
