@@ -1000,6 +1000,10 @@ def describe_searcher(searcher: Any) -> tuple[str, str]:
 
 def finished_in_study(searcher: Any) -> int:
     """Trials the searcher's Optuna study holds as finished (complete, pruned or failed)."""
+    from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+
+    while isinstance(searcher, ConcurrencyLimiter | SearchGenerator):
+        searcher = searcher.searcher
     study = getattr(searcher, "_ot_study", None)
     return sum(t.state.is_finished() for t in study.trials) if study is not None else 0
 
