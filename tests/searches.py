@@ -53,7 +53,10 @@ def cli_env(workdir: Path, **extra: str) -> dict[str, str]:
         MLFLOW_DISABLE_TELEMETRY="true",
         PYTHONUNBUFFERED="1",
     )
+    # MLflow's set_tracking_uri / set_registry_uri in this process export these; a CLI run
+    # must not inherit another test's store.
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_REGISTRY_URI", None)
     env.update(extra)
     return env
 

@@ -82,9 +82,11 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
 
 
 def client(uri: str) -> Any:
+    """A client of the store ``uri`` for runs and for the model registry alike (never a registry
+    named by an inherited ``MLFLOW_REGISTRY_URI``)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
