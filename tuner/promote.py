@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from tuner import __version__, tracking
 from tuner.data import DataWarning, MIMLDataset
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, first_line
 from tuner.learners import Learner, resolve_learner
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, compute, compute_instances, mode_of
 from tuner.serving import quiet_mlflow
@@ -246,7 +246,7 @@ def promote(
 def _raise_one_line(exc: BaseException, context: str) -> None:
     """MLflow's errors reach the user as one line (with ``context``); others propagate."""
     if isinstance(exc, MlflowException):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(f"{context}: {first}") from None
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner import tracking
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, first_line
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 from tuner.spec import Domain
 
@@ -157,7 +157,7 @@ def _log_artifacts(uri: str, run_id: str, folder: Path) -> None:
     try:
         tracking.client(uri).log_artifacts(run_id, str(folder), artifact_path=REPORT_ARTIFACT_DIR)
     except Exception as exc:  # the artifact store refused (permissions, a server's proxy)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(
             f"cannot log the report to the search's parent run {run_id} in {uri}: {first}"
         ) from None

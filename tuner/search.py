@@ -33,7 +33,7 @@ import yaml
 from tuner import __version__, tracking
 from tuner.cv import holdout_split
 from tuner.data import MIMLDataset, load_dataset
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, first_line
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 from tuner.spec import SearchSpec
 from tuner.trial import CVProtocol, run_cv, tune_trainable
@@ -645,7 +645,7 @@ def _start_ray(address: str | None = None) -> None:
     try:
         ray.init(address=target, **quiet)  # type: ignore[arg-type]
     except ConnectionError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if target == "auto":
             raise MimlTuneError(
                 "--address auto found no running Ray cluster on this machine "
@@ -655,7 +655,7 @@ def _start_ray(address: str | None = None) -> None:
     except Exception as exc:
         if type(exc).__name__ not in ("AuthenticationError", "RuntimeError", "ValueError"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(
             f"cannot attach to the Ray cluster at {target}: {type(exc).__name__}: {first}"
         ) from None
@@ -948,7 +948,7 @@ def _restore_tuner(
             param_space=spec.param_space(),
         )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(
             f"cannot restore the Tune experiment at {folder.uri}: {first}; launch the search "
             "again with --overwrite"
@@ -1348,7 +1348,7 @@ def _search_folder(storage: str | None, name: str) -> RunFolder:
         try:
             fs, fs_root = pyarrow.fs.FileSystem.from_uri(value)
         except Exception as exc:  # ArrowInvalid, a missing cloud SDK, credentials
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise MimlTuneError(
                 f"cannot use --storage {value}: {first}; give a folder or an s3:// or gs:// URI "
                 "this machine can reach"

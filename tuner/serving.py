@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, first_line
 
 if TYPE_CHECKING:
     from tuner.learners import Learner
@@ -215,7 +215,7 @@ def load_model(model_uri: str, tracking_uri: str) -> Any:
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(f"cannot load model {model_uri} from {tracking_uri}: {first}") from None
     meta = (model.metadata.metadata or {}).get("miml_tune")
     if not meta:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, first_line
 
 STATUS_TAG = "miml_tune.status"
 ERROR_TAG = "miml_tune.error"
@@ -99,7 +99,7 @@ def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
     except MimlTuneError:
         raise
     except Exception as exc:  # MlflowException, a missing database driver, SQLAlchemy errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise MimlTuneError(f"cannot use the MLflow tracking store {uri}: {first}") from None
 
 
