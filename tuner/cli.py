@@ -83,11 +83,12 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def launch(space: str, as_json: bool, **options: Any) -> None:
     """Run a hyper-parameter search and print the best configuration."""
+    from tuner.launch_checks import check_counts
     from tuner.search import LaunchOptions
     from tuner.search import launch as run_search
     from tuner.spec import load_space
 
-    _check_counts(options)
+    check_counts(options)
     spec = load_space(space, model=options.pop("model")).with_overrides(
         known_labels=options.pop("known_labels"),
         trials=options.pop("trials"),
@@ -101,22 +102,6 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
     )
     summary = run_search(spec, LaunchOptions(**options))
     _emit(summary, as_json)
-
-
-def _check_counts(options: dict[str, Any]) -> None:
-    rules = {
-        "trials": 1,
-        "max_epochs": 1,
-        "cv_folds": 2,
-        "cv_repeats": 1,
-        "concurrency": 1,
-        "seed": 0,
-    }
-    for key, low in rules.items():
-        value = options.get(key)
-        if value is not None and not low <= value < 2**31:
-            flag = "--" + key.replace("_", "-")
-            raise MimlTuneError(f"{flag} must be an integer in [{low}, 2**31), got {value}")
 
 
 def _json_safe(value: Any) -> Any:
@@ -296,7 +281,12 @@ def submit(
     from tuner.jobs import submit as run_submit
 
     result = run_submit(
-        address, list(command), tracking_uri=tracking_uri, wait=wait, echo=click.echo
+        address,
+        list(command),
+        parse_options=_parse_options,
+        tracking_uri=tracking_uri,
+        wait=wait,
+        echo=click.echo,
     )
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
@@ -306,6 +296,16 @@ def submit(
             click.echo(f"job {result['job_id']}: {result['status']}")
     if wait and result.get("status") != "SUCCEEDED":
         sys.exit(1)
+
+
+def _parse_options(command: str, args: list[str]) -> dict[str, Any]:
+    """The options of ``miml-tune COMMAND ARGS`` as the command would get them, without running
+    it (for ``submit``); a bad option is one line naming the command."""
+    try:
+        ctx = cli.commands[command].make_context(f"miml-tune {command}", args)
+    except click.ClickException as exc:
+        raise MimlTuneError(f"{command}: {exc.format_message()}") from None
+    return dict(ctx.params)
 
 
 @cli.group()

@@ -14,33 +14,20 @@ have the dependencies (torch, Ray, MLflow, Optuna...): the cluster configuration
 ``cluster/`` install them; the job does not pip-install anything, which would take minutes per
 job.
 
-Token authentication works as with Ray's own ``ray job`` CLI: the token comes from
-``RAY_AUTH_TOKEN``, else the file named by ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``
-(Ray's own order). Ray's CLI sends it only when ``RAY_AUTH_MODE=token``; here a token given in
-the environment is always sent, and ``~/.ray/auth_token`` also when the job server is on this
-machine (a loopback address), since that file is the token of the clusters started here. The file
-is not sent to other hosts unless ``RAY_AUTH_MODE=token`` says so: it is a secret of this machine's
-clusters. ``RAY_AUTH_MODE=disabled`` sends nothing.
+The job server's address, token and errors are :mod:`tuner.job_server`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
-import json
-import logging
-import os
 import re
 import secrets
 import shlex
 import shutil
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from importlib import util as import_util
 from pathlib import Path
@@ -48,11 +35,11 @@ from typing import Any
 
 from tuner import __version__
 from tuner.errors import MimlTuneError
+from tuner.job_server import check_address, connect, is_loopback, talking_to
 
 PACKAGES = ("tuner", "models", "search_spaces")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 COMMANDS = ("launch", "resume")
-PROBE_TIMEOUT_S = 5.0
 # A cluster that has just started answers before its job agent is registered; Ray's job server
 # then refuses submissions for a few seconds with this message.
 AGENT_NOT_READY = "No available agent"
@@ -63,212 +50,38 @@ POLL_S = 1.0
 _LOCAL_STORE_SCHEMES = ("sqlite", "file", "")
 
 Echo = Callable[..., Any]
+# Parses a command's arguments into its options by parameter name, without running it
+# (``tuner.cli`` passes the real command line's parser); raises MimlTuneError on a bad option.
+ParseOptions = Callable[[str, list[str]], dict[str, Any]]
 
 
-def check_address(address: str) -> str:
-    """The job server URL ``http(s)://HOST:PORT``, normalised; else one line of what is allowed."""
-    allowed = (
-        f"--address {address!r} must be the Ray job server's URL http(s)://HOST:PORT (the head "
-        "node's dashboard port, 8265 by default), e.g. http://127.0.0.1:8265"
-    )
-    try:
-        parts = urllib.parse.urlsplit(address.strip())
-        port = parts.port
-    except ValueError:
-        raise MimlTuneError(allowed) from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or port is None
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username
-    ):
-        raise MimlTuneError(allowed)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}:{port}"
-
-
-def is_loopback(address: str) -> bool:
-    """Whether the job server's host is this machine's loopback (localhost, 127.x, ::1)."""
-    host = urllib.parse.urlsplit(address).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def auth_headers(address: str) -> dict[str, str]:
-    """The ``Authorization`` header for Ray token authentication, empty when there is no token.
-
-    See the module's docstring for where the token comes from and when it is sent.
-    """
-    mode = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
-    if mode == "disabled":
-        return {}
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH", "").strip()
-    if not token and token_path:
-        try:
-            token = Path(token_path).expanduser().read_text().strip()
-        except OSError as exc:
-            raise MimlTuneError(
-                f"RAY_AUTH_TOKEN_PATH={token_path} cannot be read ({exc.strerror}); point it at "
-                "the file holding the cluster's token, or set RAY_AUTH_TOKEN"
-            ) from None
-        if not token:
-            raise MimlTuneError(
-                f"RAY_AUTH_TOKEN_PATH={token_path} is empty; it must hold the cluster's token"
-            )
-    if not token and (mode == "token" or is_loopback(address)):
-        with contextlib.suppress(OSError):
-            token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-    if not token and mode == "token":
-        raise MimlTuneError(
-            "RAY_AUTH_MODE=token but no token was found: set RAY_AUTH_TOKEN (or "
-            "RAY_AUTH_TOKEN_PATH) to the cluster's token (`ray get-auth-token` on the head node "
-            "prints it), or write it to ~/.ray/auth_token"
-        )
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def probe(address: str, headers: dict[str, str], timeout: float = PROBE_TIMEOUT_S) -> str:
-    """Asks the job server its Ray version (a short GET of ``/api/version``); one line when it
-    cannot be reached, is not a Ray job server, or refuses the token."""
-    request = urllib.request.Request(f"{address}/api/version", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            body = reply.read()
-    except urllib.error.HTTPError as exc:
-        raise MimlTuneError(_http_refusal(address, exc.code, bool(headers))) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise MimlTuneError(
-            f"Ray job server at {address} is unreachable ({reason}); start the cluster or check "
-            "--address"
-        ) from None
-    try:
-        return str(json.loads(body)["ray_version"])
-    except (ValueError, KeyError, TypeError):
-        raise MimlTuneError(
-            f"{address} answered but is not a Ray job server (no Ray version on /api/version); "
-            "--address must be the head node's dashboard port, 8265 by default"
-        ) from None
-
-
-def _http_refusal(address: str, status: int, sent_token: bool) -> str:
-    if status == 401 or (status == 403 and not sent_token):
-        return (
-            f"Ray job server at {address} requires a token (Ray token authentication): set "
-            "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token; `ray get-auth-token` "
-            "on the head node prints it"
-        )
-    if status == 403:
-        return (
-            f"Ray job server at {address} refused the token (HTTP 403): set RAY_AUTH_TOKEN to "
-            "this cluster's token; `ray get-auth-token` on the head node prints it"
-        )
-    if status == 404:
-        return (
-            f"{address} answered but is not a Ray job server (HTTP 404 on /api/version); "
-            "--address must be the head node's dashboard port, 8265 by default"
-        )
-    return f"Ray job server at {address} answered HTTP {status} on /api/version"
-
-
-@contextlib.contextmanager
-def _talking_to(address: str, job_id: str | None = None) -> Iterator[None]:
-    """Turns the SDK's failures into one line each (lost connection, refused token, no such job)."""
-    import requests
-    from ray.exceptions import AuthenticationError
-
-    try:
-        yield
-    except AuthenticationError:
-        raise MimlTuneError(_http_refusal(address, 401, False)) from None
-    except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
-        raise MimlTuneError(
-            f"Ray job server at {address} is unreachable ({type(exc).__name__}); start the "
-            "cluster or check --address"
-        ) from None
-    except RuntimeError as exc:
-        text = " ".join(str(exc).split())
-        if job_id is not None and ("status code 404" in text or "does not exist" in text):
-            raise MimlTuneError(
-                f"no job {job_id!r} on the Ray job server at {address}; "
-                f"`miml-tune jobs list --address {address}` shows its jobs"
-            ) from None
-        raise MimlTuneError(f"Ray job server at {address}: {text[:500]}") from None
-
-
-def connect(address: str) -> Any:
-    """A :class:`~ray.job_submission.JobSubmissionClient` for ``address`` after checking it.
-
-    ``address`` wins over ``RAY_ADDRESS`` / ``RAY_API_SERVER_ADDRESS``, which the client would
-    otherwise prefer (a shell inside a Ray cluster has them set).
-    """
-    address = check_address(address)
-    headers = auth_headers(address)
-    probe(address, headers)
-    from ray.job_submission import JobSubmissionClient
-
-    # The client's chatter (each package uploaded, the log web socket closed) is not ours to print.
-    for name in (
-        "ray.dashboard.modules.dashboard_sdk",
-        "ray.dashboard.modules.job.sdk",
-        "ray._private.runtime_env.packaging",
-    ):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    names = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
-    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
-    try:
-        with _talking_to(address):
-            return JobSubmissionClient(address, headers=headers)
-    finally:
-        os.environ.update(saved)
-
-
-def parse_command(command: list[str]) -> tuple[str, dict[str, Any]]:
-    """Parses ``launch ...`` / ``resume ...`` with the real command line, without running it.
+def parse_command(command: list[str], parse_options: ParseOptions) -> tuple[str, dict[str, Any]]:
+    """Parses ``launch ...`` / ``resume ...`` with ``parse_options``, without running it.
 
     Returns the command's name and its parsed options. A bad option is a one-line error here, on
     this machine, instead of a failed job on the cluster.
     """
-    import click
-
-    from tuner.cli import cli
-
     if not command or command[0] not in COMMANDS:
         got = command[0] if command else "nothing"
         raise MimlTuneError(
             f"submit runs `launch` or `resume` on the cluster, got {got!r}; e.g. "
             "miml-tune submit --address http://HEAD:8265 -- launch --space birds"
         )
-    sub = cli.commands[command[0]]
-    try:
-        ctx = sub.make_context(f"miml-tune {command[0]}", list(command[1:]))
-    except click.exceptions.Exit:
-        raise
-    except click.ClickException as exc:
-        raise MimlTuneError(f"{command[0]}: {exc.format_message()}") from None
-    params = dict(ctx.params)
+    params = parse_options(command[0], list(command[1:]))
     _check_options(command[0], params)
     return command[0], params
 
 
 def _check_options(kind: str, params: dict[str, Any]) -> None:
     """The checks ``launch`` makes of its options before it starts anything, made here."""
-    from tuner.cli import _check_counts
+    from tuner.launch_checks import check_counts
     from tuner.search import LaunchOptions, parse_address
 
     if params.get("address"):
         parse_address(params["address"])
     if kind != "launch":
         return
-    _check_counts(params)
+    check_counts(params)
     LaunchOptions(
         name=params.get("name"),
         cpus_per_trial=params.get("cpus_per_trial", 1.0),
@@ -462,6 +275,7 @@ def submit(
     address: str,
     command: list[str],
     *,
+    parse_options: ParseOptions,
     tracking_uri: str | None,
     wait: bool,
     echo: Echo,
@@ -473,6 +287,8 @@ def submit(
         command: what follows ``--``: ``["launch", "--space", "birds", ...]`` or ``["resume",
             "--name", NAME]``. ``--address auto`` is added unless it names one, so the search
             attaches to the cluster the job runs on.
+        parse_options: parses the command's arguments into its options (the CLI's parser), so a
+            bad option fails here.
         tracking_uri: the MLflow store the job logs to (``MLFLOW_TRACKING_URI`` in the job). A
             file store only when the head node is this machine (see :func:`_check_tracking`).
             Without it (and without the command's own ``--tracking-uri``) the job uses the
@@ -485,7 +301,7 @@ def submit(
     """
     address = check_address(address)
     argv = list(command)
-    kind, params = parse_command(argv)
+    kind, params = parse_command(argv, parse_options)
     own_uri = params.get("tracking_uri")
     if tracking_uri and own_uri and tracking_uri != own_uri:
         raise MimlTuneError(
@@ -507,7 +323,7 @@ def submit(
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:
-                with _talking_to(address):
+                with talking_to(address):
                     client.submit_job(
                         entrypoint=entrypoint,
                         submission_id=job_id,
@@ -543,7 +359,7 @@ def _follow(client: Any, address: str, job_id: str, echo: Echo) -> None:
         async for chunk in client.tail_job_logs(job_id):
             echo(chunk, nl=False)
 
-    with _talking_to(address, job_id):
+    with talking_to(address, job_id):
         asyncio.run(tail())
 
 
@@ -551,7 +367,7 @@ def _wait_terminal(client: Any, address: str, job_id: str, timeout: float | None
     """Polls the job's status until it ends (or ``timeout`` passes); returns the last status."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        with _talking_to(address, job_id):
+        with talking_to(address, job_id):
             status = str(client.get_job_status(job_id))
         if status in TERMINAL or (deadline is not None and time.monotonic() > deadline):
             return status
@@ -572,7 +388,7 @@ def list_jobs(address: str) -> list[dict[str, Any]]:
     """The cluster's jobs, newest first: ``job_id``, ``status``, ``start_time``, ``entrypoint``."""
     address = check_address(address)
     client = connect(address)
-    with _talking_to(address):
+    with talking_to(address):
         details = client.list_jobs()
     details.sort(key=lambda d: d.start_time or 0, reverse=True)
     return [
@@ -590,7 +406,7 @@ def job_status(address: str, job_id: str) -> dict[str, Any]:
     """One job's ``status`` and Ray's ``message`` about it; an unknown id is one line."""
     address = check_address(address)
     client = connect(address)
-    with _talking_to(address, job_id):
+    with talking_to(address, job_id):
         info = client.get_job_info(job_id)
     return {"job_id": job_id, "status": _status_name(info.status), "message": info.message or ""}
 
@@ -600,11 +416,11 @@ def job_logs(address: str, job_id: str, *, follow: bool, echo: Echo) -> None:
     address = check_address(address)
     client = connect(address)
     if follow:
-        with _talking_to(address, job_id):
+        with talking_to(address, job_id):
             client.get_job_info(job_id)  # an unknown id is one line, not a dead web socket
         _follow(client, address, job_id, echo)
         return
-    with _talking_to(address, job_id):
+    with talking_to(address, job_id):
         logs = client.get_job_logs(job_id)
     echo(logs, nl=not logs.endswith("\n"))
 
@@ -613,7 +429,7 @@ def stop_job(address: str, job_id: str) -> dict[str, Any]:
     """Stops a running job and waits (a little) for it to end; returns its ``status``."""
     address = check_address(address)
     client = connect(address)
-    with _talking_to(address, job_id):
+    with talking_to(address, job_id):
         client.stop_job(job_id)
     status = _wait_terminal(client, address, job_id, timeout=STOP_WAIT_S)
     return {"job_id": job_id, "status": status}
