@@ -1,17 +1,15 @@
-"""Ray Tune callbacks of a search: MLflow child runs and the live progress line."""
+"""Ray Tune callback writing one MLflow child run per trial, from the driver."""
 
 from __future__ import annotations
 
 import math
-import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from ray.tune import Callback
 
 from tuner import tracking
-from tuner.errors import MimlTuneError
-from tuner.metrics import is_better
+from tuner.search.progress import is_pruned
 from tuner.tracking import APPLICATION_ERROR
 
 
@@ -254,127 +252,3 @@ def _saved_at(experiment_folder: str | None) -> float:
         if e.base_name.startswith("experiment_state-") and e.mtime is not None
     ]
     return max(times, default=0.0)
-
-
-class SearcherCheck(Callback):
-    """Checks, as a resumed experiment starts and before any trial, that the searcher Tune runs
-    is the restored one: an Optuna searcher with ``sampler`` whose study holds at least
-    ``finished`` finished trials. Ray Tune has restored experiments with a plain random search
-    in place of the configured searcher; a search never goes on like that."""
-
-    def __init__(self, searcher: Any, sampler: str, finished: int) -> None:
-        self.searcher = searcher
-        self.sampler = sampler
-        self.finished = finished
-
-    def setup(
-        self,
-        stop: Any = None,
-        num_samples: int | None = None,
-        total_num_samples: int | None = None,
-        **info: Any,
-    ) -> None:
-        from tuner.search import describe_searcher, finished_in_study
-
-        kind, sampler = describe_searcher(self.searcher)
-        told = finished_in_study(self.searcher)
-        if kind != "OptunaSearch" or sampler != self.sampler or told < self.finished:
-            raise MimlTuneError(
-                f"the resumed search runs {kind} with {sampler} holding {told} finished trials, "
-                f"not OptunaSearch with {self.sampler} holding {self.finished}; stopped before "
-                "any trial ran (launch again with --overwrite)"
-            )
-
-
-def is_pruned(last_result: dict[str, Any]) -> bool:
-    """A trial that stopped before its own last epoch was stopped by the scheduler."""
-    return int(last_result.get("epoch", 0)) < int(last_result.get("target_epochs", 0))
-
-
-class ProgressLine(Callback):
-    """One live status line: trials running / done / pruned / failed, best so far, elapsed."""
-
-    def __init__(
-        self, metric: str, total: int, stream: TextIO | None = None, every: float = 1.0
-    ) -> None:
-        self.metric = metric
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.every = every
-        self.started = time.monotonic()
-        self.status: dict[str, str] = {}
-        self.last: dict[str, dict[str, Any]] = {}
-        self.best: float = math.nan
-        self.restored = 0  # trials a resumed search had finished before
-        self._printed = 0.0
-        self._last_line = ""
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def count_restored(self, finished: int) -> None:
-        """A resumed search: ``finished`` trials were done before this driver started."""
-        self.restored = finished
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.status[trial.trial_id] = "running"
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        self.last[trial.trial_id] = result
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        last = self.last.get(trial.trial_id) or trial.last_result or {}
-        pruned = is_pruned(last)
-        self.status[trial.trial_id] = "pruned" if pruned else "done"
-        value = last.get(self.metric, math.nan)
-        if (
-            not pruned
-            and isinstance(value, (int, float))
-            and (math.isnan(self.best) or is_better(self.metric, float(value), self.best))
-        ):
-            self.best = float(value)
-        self._show(force=True)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.status[trial.trial_id] = "failed"
-        self._show(force=True)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._show()
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._show(force=True)
-        if self._tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def line(self) -> str:
-        counts = {
-            k: list(self.status.values()).count(k) for k in ("running", "done", "pruned", "failed")
-        }
-        elapsed = int(time.monotonic() - self.started)
-        best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
-        earlier = f", {self.restored} before resume" if self.restored else ""
-        return (
-            f"trials {sum(counts.values()) + self.restored}/{self.total}{earlier}: "
-            f"{counts['running']} running, "
-            f"{counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed | "
-            f"best {self.metric} {best} | {elapsed // 60:02d}:{elapsed % 60:02d}"
-        )
-
-    def _show(self, force: bool = False) -> None:
-        """On a terminal, rewrites the line every second; in a log, writes a line when the counts
-        change (at most every 5 s) and otherwise once a minute."""
-        now = time.monotonic()
-        text = self.line()
-        if not force:
-            since = now - self._printed
-            if self._tty and since < self.every:
-                return
-            same = text.split(" | ")[0] == self._last_line.split(" | ")[0]
-            if not self._tty and since < (60 * self.every if same else 5 * self.every):
-                return
-        self._printed = now
-        self._last_line = text
-        self.stream.write(f"\r{text}" if self._tty else f"{text}\n")
-        self.stream.flush()

@@ -1,0 +1,97 @@
+"""The search's data: the dataset loaded and split once in the driver (the holdout never reaches
+a trial), the metrics a search reports, the peers scored on the search's folds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tuner.cv import holdout_split
+from tuner.data import MIMLDataset, load_dataset
+from tuner.errors import MimlTuneError
+from tuner.metrics import ALL_METRICS, INSTANCE_METRICS
+from tuner.spec import SearchSpec
+from tuner.trial import CVProtocol, run_cv
+
+
+def prepare_data(
+    spec: SearchSpec,
+    data: str | None,
+    *,
+    bag_key: str | None = None,
+    label_key: str | None = None,
+) -> tuple[MIMLDataset, MIMLDataset, MIMLDataset | None]:
+    """Loads the space's dataset and splits it: ``(full, development, holdout)``.
+
+    Data with an official test split (a Mulan ``NAME-train.arff`` / ``NAME-test.arff`` pair)
+    keeps it as the holdout; other data holds out a stratified ``spec.holdout`` fraction
+    (``None`` when that fraction is 0).
+    """
+    keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
+    full = load_dataset(spec.dataset, data=data, **keys)
+    check_model_fits(spec, full)
+    if full.has_test_split and full.test_mask is not None:
+        dev_idx, hold_idx = np.flatnonzero(~full.test_mask), np.flatnonzero(full.test_mask)
+    else:
+        dev_idx, hold_idx = holdout_split(full.labels, spec.holdout, spec.holdout_seed)
+    if len(dev_idx) < spec.cv_folds * 2:
+        raise MimlTuneError(
+            f"dataset {full.name!r} has {len(dev_idx)} development bags, too few for "
+            f"{spec.cv_folds}-fold CV"
+        )
+    return full, full.subset(dev_idx), full.subset(hold_idx) if len(hold_idx) else None
+
+
+def check_model_fits(spec: SearchSpec, data: MIMLDataset) -> None:
+    """Refuses a model (or a metric) that cannot run on this kind of data, before any work."""
+    from tuner.learners import Learner, learner_names, resolve_learner
+    from tuner.metrics import INSTANCE_METRICS
+
+    for model in (spec.model, *spec.peers):
+        if data.is_vector and not resolve_learner(model).vector_data:
+            usable = [n for n in learner_names() if resolve_learner(n).vector_data]
+            fix = (
+                f"run one of {', '.join(usable)} (--model)"
+                if model == spec.model
+                else "remove it from the space's peers"
+            )
+            raise MimlTuneError(
+                f"model {model!r} needs bags of several instances, but dataset {data.name!r} is "
+                f"vector data (one instance per example); {fix}"
+            )
+    if spec.metric in INSTANCE_METRICS:
+        if data.instance_labels is None:
+            raise MimlTuneError(
+                f"metric {spec.metric!r} needs instance labels, which dataset {data.name!r} "
+                "does not have; choose a bag-level metric"
+            )
+        if resolve_learner(spec.model).predict_instances is Learner.predict_instances:
+            raise MimlTuneError(
+                f"metric {spec.metric!r} scores instance predictions, which model "
+                f"{spec.model!r} does not make; choose a bag-level metric or gamil_c"
+            )
+
+
+def search_metrics(dev: MIMLDataset) -> tuple[str, ...]:
+    """Every metric a search reports: bag-level and multi-label ones, and instance-level ones
+    when the data labels its instances."""
+    return (*ALL_METRICS, *(INSTANCE_METRICS if dev.instance_labels is not None else ()))
+
+
+def run_peers(
+    spec: SearchSpec,
+    dev: MIMLDataset,
+    protocol: CVProtocol,
+    metrics: tuple[str, ...],
+    *,
+    threads: float,
+) -> dict[str, dict[str, float]]:
+    """Every peer's CV on the search's folds, in the driver, on a trial's share of threads
+    (more intra-op threads than cores made the small peers up to ten times slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        return {m: run_cv(m, {}, dev, protocol, metrics=metrics).summary for m in spec.peers}
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,148 @@
+"""A finished search's results: the leaderboard, its ranking and CSV, and the summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from tuner import __version__
+from tuner.data import MIMLDataset
+from tuner.errors import MimlTuneError
+from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
+from tuner.spec import SearchSpec
+
+
+def leaderboard(results: Any, metric: str) -> list[dict[str, Any]]:
+    """One row per trial, best first: completed trials ranked by the metric (ties: lower fold
+    std, then the earlier trial), then pruned trials, then failed ones."""
+    rows = []
+    for order, result in enumerate(results):
+        metrics = dict(result.metrics or {})
+        status = "error" if result.error else "completed"
+        if status == "completed" and metrics.get("epoch", 0) < metrics.get("target_epochs", 0):
+            status = "pruned"
+        rows.append(
+            {
+                "trial_id": metrics.get("trial_id") or Path(result.path).name,
+                "order": order,
+                "status": status,
+                "epochs": metrics.get("epoch", 0),
+                "config": dict(result.config or {}),
+                "metrics": {
+                    k: v
+                    for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                },
+                "error": str(result.error).splitlines()[-1][:500] if result.error else "",
+            }
+        )
+    return rank(rows, metric)
+
+
+def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    sign = 1.0 if mode_of(metric) == "max" else -1.0
+    status_order = {"completed": 0, "pruned": 1, "error": 2}
+
+    def key(row: dict[str, Any]) -> tuple[float, float, float, int]:
+        value = row["metrics"].get(metric, math.nan)
+        std = row["metrics"].get(f"{metric}_std", math.inf)
+        missing = value is None or math.isnan(value)
+        return (
+            status_order[row["status"]],
+            math.inf if missing else -sign * value,
+            std if std is not None and not math.isnan(std) else math.inf,
+            row["order"],
+        )
+
+    return sorted(rows, key=key)
+
+
+def summarise_search(
+    spec: SearchSpec,
+    name: str,
+    full: MIMLDataset,
+    dev: MIMLDataset,
+    holdout: MIMLDataset | None,
+    board: list[dict[str, Any]],
+    peers: dict[str, dict[str, float]],
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+) -> dict[str, Any]:
+    completed = [r for r in board if r["status"] == "completed"]
+    if not completed:
+        errors = "; ".join(r["error"] for r in board if r["error"])[:500]
+        raise MimlTuneError(
+            f"search {name!r} finished with no completed trial"
+            + (f" (errors: {errors})" if errors else "")
+        )
+    best = completed[0]
+    return {
+        "name": name,
+        "space": spec.name,
+        "model": spec.model,
+        "dataset": full.name,
+        "dataset_fingerprint": full.fingerprint(),
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "seed": spec.seed,
+        "sampler": spec.sampler,
+        "scheduler": spec.scheduler,
+        "cv": {"folds": spec.cv_folds, "repeats": spec.cv_repeats},
+        "holdout": spec.holdout,
+        "holdout_kind": "official test split" if full.has_test_split else "stratified",
+        "known_labels": spec.known_labels,
+        "bags": {"development": dev.n_bags, "holdout": holdout.n_bags if holdout else 0},
+        "trials": {
+            "total": len(board),
+            **{s: sum(r["status"] == s for r in board) for s in ("completed", "pruned", "error")},
+        },
+        "best": {
+            "trial_id": best["trial_id"],
+            "epochs": best["epochs"],
+            "seconds": round(float(best["metrics"].get("time_total_s", math.nan)), 1),
+            "config": best["config"],
+            "metrics": _mean_std(best["metrics"]),
+        },
+        # "peer" is the first peer (the summary's shape before there were several).
+        "peer": next(
+            ({"model": m, "metrics": _mean_std(v)} for m, v in peers.items()),
+            {"model": None, "metrics": {}},
+        ),
+        "peers": {m: {"metrics": _mean_std(v)} for m, v in peers.items()},
+        "mlflow": {
+            "tracking_uri": uri,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_id,
+        },
+        "version": __version__,
+    }
+
+
+def _mean_std(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    return {
+        name: {"mean": float(metrics[name]), "std": float(metrics.get(f"{name}_std", math.nan))}
+        for name in (*ALL_METRICS, *INSTANCE_METRICS)
+        if name in metrics
+    }
+
+
+def leaderboard_csv(board: list[dict[str, Any]], metric: str) -> str:
+    params = sorted({k for row in board for k in row["config"]})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    head = ["rank", "trial_id", "status", "epochs"]
+    names = [n for n in (*ALL_METRICS, *INSTANCE_METRICS) if any(n in r["metrics"] for r in board)]
+    metrics = [m for name in names for m in (name, f"{name}_std")]
+    writer.writerow([*head, *metrics, *params, "error"])
+    for i, row in enumerate(board, 1):
+        writer.writerow(
+            [i, row["trial_id"], row["status"], row["epochs"]]
+            + [row["metrics"].get(m, "") for m in metrics]
+            + [row["config"].get(p, "") for p in params]
+            + [row["error"]]
+        )
+    return out.getvalue()
