@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.data.arff import (
+from tuner.data.arff_header import (
     _ESCAPE,
     _Attribute,
     _names,

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.data.arff import _ATTRIBUTE, read_miml_arff
+from tuner.data.arff import read_miml_arff
+from tuner.data.arff_header import _ATTRIBUTE
 from tuner.data.dataset import DataWarning, MIMLDataset
 from tuner.data.matlab import is_mat_file, read_miml_mat
 from tuner.data.mulan import mulan_pair, read_mulan_arff
