@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,8 +12,8 @@ import torch
 from tests.learning import Split, birds_split, single_thread
 from tuner.errors import MimlTuneError
 from tuner.learners import learner_names, resolve_learner
-from tuner.learners.bag_mean_linear import BagMeanLinearLearner
-from tuner.learners.gamil_c import GamilCLearner
+from tuner.learners.bag_mean_linear import BagMeanLinearLearner, BagMeanLinearParams
+from tuner.learners.gamil_c import GamilCLearner, GamilCParams
 
 # Small enough for a 2-core CI machine, large enough to show real learning.
 SMALL = {
@@ -69,37 +70,16 @@ def test_registry() -> None:
     assert resolve_learner("bag-mean-linear") is BagMeanLinearLearner
 
 
-def test_gamil_c_defaults() -> None:
-    assert GamilCLearner.defaults == {
-        "batch_size": 64,
-        "lr": 1e-3,
-        "weight_decay": 5e-4,
-        "epochs": 30,
-        "layers": 2,
-        "heads": 4,
-        "hidden": 256,
-        "dropout": 0.1,
-        "k": 5,
-        "tau": 0.5,
-        "alpha": 0.5,
-        "beta": 0.5,
-        "gamma": 2.0,
-        "pooling": "attention",
-        "pool_heads": 4,
-        "contrastive": True,
-        "correlation": True,
-        "correlation_reg": True,
-        "loss": "focal",
-        "lambda1": 1e-3,
-        "lambda2": 1e-4,
-        "lambda3": 1e-3,
-        "max_row_mass": 1.0,
-        "proj_dim": 128,
-        "feature_mask": 0.2,
-        "schedule": "cosine",
-    }
-    assert BagMeanLinearLearner.defaults == {"l2": 1e-3, "max_iter": 200, "epochs": 1}
-    assert GamilCLearner({}, n_features=3, n_labels=2).epochs == 30
+def test_defaults_come_from_the_declaration() -> None:
+    # The values themselves are declared once, in GamilCParams and BagMeanLinearParams; the
+    # declaration is what these tests read (tests/tuner/test_params.py checks its derivations).
+    assert GamilCLearner.params is GamilCParams
+    assert BagMeanLinearLearner.params is BagMeanLinearParams
+    assert dict(GamilCLearner.defaults) == dataclasses.asdict(GamilCParams())
+    assert dict(BagMeanLinearLearner.defaults) == dataclasses.asdict(BagMeanLinearParams())
+    learner = GamilCLearner({}, n_features=3, n_labels=2)
+    assert learner.config == dataclasses.asdict(GamilCParams())
+    assert learner.epochs == GamilCParams.epochs
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ real learning on Birds (pooled) and Mulan yeast."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,8 +13,14 @@ import torch
 from tests.learning import Split, birds_split, single_thread, split
 from tuner.errors import MimlTuneError
 from tuner.learners import resolve_learner
-from tuner.learners.mulsupcon import THRESHOLD_GRID, MulSupConLearner, choose_thresholds
-from tuner.learners.mulsupcon_ld import MulSupConLDLearner
+from tuner.learners.mulsupcon import (
+    THRESHOLD_GRID,
+    MulSupConLearner,
+    MulSupConParams,
+    MulSupConTrainingParams,
+    choose_thresholds,
+)
+from tuner.learners.mulsupcon_ld import MulSupConLDLearner, MulSupConLDParams
 
 # Small enough for a 2-core CI machine, large enough to show real learning.
 SMALL = {
@@ -58,38 +65,16 @@ def _trained(cls, split: Split, config: dict, seed: int = 0):
 def test_registry_and_defaults() -> None:
     assert resolve_learner("mulsupcon") is MulSupConLearner
     assert resolve_learner("MulSupCon-LD") is MulSupConLDLearner
-    assert MulSupConLearner.defaults == {
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "optimizer": "adamw",
-        "schedule": "cosine",
-        "restart_epochs": 50,
-        "batch_size": 32,
-        "tau": 0.1,
-        "momentum": 0.99,
-        "queue_size": 1024,
-        "mask_ratio": 0.5,
-        "hidden": 256,
-        "proj_dim": 128,
-        "head_batchnorm": False,
-        "dropout": 0.2,
-        "positives": "mulsupcon",
-        "classifier": "finetune",
-        "classifier_lr": 1e-3,
-        "classifier_weight_decay": 1e-5,
-        "backbone_lr_mult": 1.0,
-        "pretrain_epochs": 20,
-        "epochs": 50,
-        "probe_every": 5,
-        "probe_l2": 1e-3,
-        "bag_pooling": "mean",
-        "threshold": "train_global",
-    }
-    ld = dict(MulSupConLearner.defaults)
-    del ld["positives"]  # always ANY
-    ld.update(alpha=0.1, beta=0.001, recovery="cld", sigma=0.01, head_init="probe")
-    assert MulSupConLDLearner.defaults == ld
-    assert MulSupConLearner({}, n_features=3, n_labels=2).epochs == 50
+    # The values are declared once: the shared ones in MulSupConTrainingParams, then positives
+    # (MulSupCon only) and the label-distribution terms (MulSupCon_LD only).
+    shared = dataclasses.asdict(MulSupConTrainingParams())
+    assert dict(MulSupConLearner.defaults) == {**shared, "positives": MulSupConParams.positives}
+    ld = dict(MulSupConLDLearner.defaults)
+    assert "positives" not in ld  # always ANY
+    assert ld == dataclasses.asdict(MulSupConLDParams())
+    assert set(ld) - set(shared) == {"alpha", "beta", "recovery", "sigma", "head_init"}
+    assert {k: ld[k] for k in shared} == shared
+    assert MulSupConLearner({}, n_features=3, n_labels=2).epochs == MulSupConParams.epochs
 
 
 COMMON_CHECKS = [

@@ -3,6 +3,7 @@ real learning from partially labelled Birds (and Mulan yeast when the shared dat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from tests.learning import Split, birds_split, single_thread
 from tuner.errors import MimlTuneError
 from tuner.learners import resolve_learner
-from tuner.learners.sarb import SARBLearner
+from tuner.learners.sarb import SARBLearner, SARBParams
 
 # Small enough for a 2-core CI machine, large enough to show real learning.
 SMALL = {"hidden": 32, "n_regions": 4, "batch_size": 16, "epochs": 12, "warmup_epochs": 3}
@@ -50,29 +51,10 @@ def _trained(split: Split, config: dict, labels: np.ndarray, seed: int = 0) -> S
 def test_registry_and_defaults() -> None:
     assert resolve_learner("SARB") is SARBLearner
     assert SARBLearner.partial_labels is True and SARBLearner.vector_data is True
-    assert SARBLearner.defaults == {
-        "lr": 1e-3,
-        "weight_decay": 5e-4,
-        "batch_size": 16,
-        "epochs": 20,
-        "lr_decay_every": 10,
-        "lr_decay": 0.1,
-        "warmup_epochs": 5,
-        "hidden": 64,
-        "n_regions": 4,
-        "dropout": 0.3,
-        "ilrb": True,
-        "plrb": True,
-        "alpha_init": 0.5,
-        "beta_init": 0.5,
-        "learn_coefficients": True,
-        "n_prototypes": 10,
-        "prototype_every": 5,
-        "ilrb_weight": 1.0,
-        "plrb_weight": 1.0,
-        "bag_pooling": "mean",
-    }
-    assert SARBLearner({}, n_features=3, n_labels=2).epochs == 20
+    # The values are declared once, in SARBParams.
+    assert SARBLearner.params is SARBParams
+    assert dict(SARBLearner.defaults) == dataclasses.asdict(SARBParams())
+    assert SARBLearner({}, n_features=3, n_labels=2).epochs == SARBParams.epochs
 
 
 @pytest.mark.parametrize(
@@ -272,14 +254,17 @@ def test_runs_in_the_cv_protocol_with_hidden_labels(shared_data) -> None:
 def test_beats_the_label_frequency_predictor_on_birds_with_half_the_labels(birds: Split) -> None:
     labels = birds.partial(0.5)
     assert (labels == -1).mean() == pytest.approx(0.5, abs=0.02)
-    learner = _learner(birds, {"lr": 3e-3})  # otherwise the defaults: 20 epochs, 5 warm-up
+    learner = _learner(birds, {"lr": 3e-3})  # otherwise the defaults (epochs, warm-up)
     learner.setup(birds.train_bags, labels)
     encoded = learner.encode(birds.test_bags)
     losses = [learner.train_epoch() for _ in range(learner.epochs)]
     scores = learner.predict(encoded)
     assert scores.shape == birds.test_labels.shape
     assert bool(((scores > 0) & (scores < 1)).all())
-    assert losses[4] < losses[0]  # the warm-up loss falls (blending adds terms afterwards)
+    warmup = learner.config["warmup_epochs"]
+    assert 1 < warmup < learner.epochs
+    # the warm-up loss falls (blending adds terms afterwards)
+    assert losses[warmup - 1] < losses[0]
     baseline = birds.label_frequency_ap()
     ap = birds.average_precision(scores)
     # Seen: baseline 0.396 (from the full labels), SARB 0.618 from half of them.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +16,16 @@ from models.bag_mean_linear import BagMeanLinear
 from tuner.data.preprocess import InstanceStandardizer
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
+from tuner.learners.params import NON_NEGATIVE, at_least, param
+
+
+@dataclass(frozen=True)
+class BagMeanLinearParams:
+    """The linear baseline's hyper-parameters and their defaults."""
+
+    l2: float = param(1e-3, NON_NEGATIVE)
+    max_iter: int = param(200, at_least(1))
+    epochs: int = param(1, at_least(1))
 
 
 class BagMeanLinearLearner(Learner):
@@ -30,25 +40,7 @@ class BagMeanLinearLearner(Learner):
 
     name: ClassVar[str] = "bag_mean_linear"
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_y")
-    defaults: ClassVar[dict[str, Any]] = {"l2": 1e-3, "max_iter": 200, "epochs": 1}
-
-    def validate(self) -> None:
-        for key in ("max_iter", "epochs"):
-            value = self.config[key]
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise MimlTuneError(
-                    f"model {self.name!r}: {key} must be an integer >= 1, got {key}={value!r}"
-                )
-            self.config[key] = int(value)
-        l2 = self.config["l2"]
-        if (
-            isinstance(l2, bool)
-            or not isinstance(l2, numbers.Real)
-            or not math.isfinite(float(l2))
-            or l2 < 0
-        ):
-            raise MimlTuneError(f"model {self.name!r}: l2 must be a finite number >= 0, got {l2=}")
-        self.config["l2"] = float(l2)
+    params: ClassVar[type] = BagMeanLinearParams
 
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         y = np.asarray(labels)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,9 +15,24 @@ from torch import Tensor
 from models.bag_mean_mlp import BagMeanMLP
 from tuner.data.preprocess import BAG_POOLINGS, InstanceStandardizer, pool_bags, pooled_dim
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, OwnRNG, check_training_data
+from tuner.learners.checks import OwnRNG, check_training_data
+from tuner.learners.params import FRACTION, NON_NEGATIVE, POSITIVE, at_least, one_of, param
 
 _PREDICT_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class BagMeanMLPParams:
+    """The MLP peer's hyper-parameters and their defaults."""
+
+    bag_pooling: str = param("mean", one_of(BAG_POOLINGS))
+    layers: int = param(2, at_least(1))
+    hidden: int = param(256, at_least(1))
+    dropout: float = param(0.2, FRACTION)
+    lr: float = param(1e-3, POSITIVE)
+    weight_decay: float = param(1e-4, NON_NEGATIVE)
+    batch_size: int = param(64, at_least(1))
+    epochs: int = param(50, at_least(1))
 
 
 class BagMeanMLPLearner(OwnRNG, Learner):
@@ -32,25 +48,7 @@ class BagMeanMLPLearner(OwnRNG, Learner):
 
     name: ClassVar[str] = "bag_mean_mlp"
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_order")
-    defaults: ClassVar[dict[str, Any]] = {
-        "bag_pooling": "mean",
-        "layers": 2,
-        "hidden": 256,
-        "dropout": 0.2,
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "batch_size": 64,
-        "epochs": 50,
-    }
-
-    def validate(self) -> None:
-        check = Checker(self.name, self.config)
-        for key in ("layers", "hidden", "batch_size", "epochs"):
-            check.integer(key, minimum=1)
-        check.real("dropout", "in [0, 1)", lambda v: 0 <= v < 1)
-        check.real("lr", "> 0", lambda v: v > 0)
-        check.real("weight_decay", ">= 0", lambda v: v >= 0)
-        check.choice("bag_pooling", BAG_POOLINGS)
+    params: ClassVar[type] = BagMeanMLPParams
 
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         c = self.config

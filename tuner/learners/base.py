@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from tuner.errors import MimlTuneError
+from tuner.learners.params import check_config, defaults_of
 
 
 class Learner(abc.ABC):
@@ -20,9 +20,12 @@ class Learner(abc.ABC):
     training loop. The trial builds one learner per fold and calls, epoch-synchronously,
     :meth:`train_epoch` then :meth:`predict` on each.
 
-    Subclasses set :attr:`name` and :attr:`defaults`, the complete set of hyper-parameters they
-    accept with their default values. A configuration key outside :attr:`defaults` is an error,
-    so a typo in a search space fails loudly instead of silently doing nothing.
+    Subclasses set :attr:`name` and :attr:`params`, a frozen dataclass whose fields, types and
+    defaults are the complete set of hyper-parameters they accept (see
+    :mod:`tuner.learners.params`). :attr:`defaults` is derived from it. A configuration key
+    outside the declaration is an error, so a typo in a search space fails loudly instead of
+    silently doing nothing; every value is checked against its declared type and rule before
+    :meth:`validate` checks the rules between parameters.
 
     Args:
         config: hyper-parameters; missing keys take their defaults.
@@ -33,6 +36,9 @@ class Learner(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: The hyper-parameters: a frozen dataclass (fields, types, defaults and rules).
+    params: ClassVar[type]
+    #: ``{name: default}`` of :attr:`params`, read-only; derived, never set by a subclass.
     defaults: ClassVar[Mapping[str, Any]]
     #: True for learners that train on partial labels: :meth:`setup` then receives labels in
     #: {1, 0, -1} with -1 for an unknown label (SARB). The others receive 0 in its place.
@@ -43,6 +49,16 @@ class Learner(abc.ABC):
     #: trained learner is saved as a model; ``optimizer`` and ``scheduler`` always are.
     training_only: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "defaults" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} sets defaults; declare the hyper-parameters as a frozen "
+                "dataclass in params instead (defaults is derived from it)"
+            )
+        if "params" in cls.__dict__:
+            cls.defaults = defaults_of(cls.params)  # also checks the declaration
+
     def __init__(
         self,
         config: Mapping[str, Any],
@@ -52,13 +68,7 @@ class Learner(abc.ABC):
         seed: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
-        unknown = sorted(set(config) - set(self.defaults))
-        if unknown:
-            raise MimlTuneError(
-                f"model '{self.name}' has no hyper-parameter {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(self.defaults))}"
-            )
-        self.config: dict[str, Any] = {**self.defaults, **config}
+        self.config: dict[str, Any] = check_config(self.params, self.name, config)
         self.n_features = int(n_features)
         self.n_labels = int(n_labels)
         self.seed = int(seed)
@@ -66,10 +76,11 @@ class Learner(abc.ABC):
         self.validate()
 
     def validate(self) -> None:  # noqa: B027 (optional hook, no checks by default)
-        """Checks the hyper-parameter values in :attr:`config`.
+        """Checks the rules between hyper-parameters in :attr:`config` (``hidden`` divisible by
+        ``heads``); each value has already been checked against its declaration.
 
         Called at the end of ``__init__``. Subclasses raise :class:`~tuner.errors.MimlTuneError`
-        naming the parameter, the value received and what is allowed.
+        naming the parameters, the values received and what is allowed.
         """
 
     @property

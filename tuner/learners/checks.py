@@ -1,13 +1,12 @@
-"""Pieces every learner shares: configuration checks with readable messages, training-data
-checks, and private random-number streams."""
+"""Pieces every learner shares: training-data checks and private random-number streams.
+
+(Hyper-parameter checks are derived from each learner's declaration: :mod:`tuner.learners.params`.)
+"""
 
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -50,45 +49,6 @@ class OwnRNG:
             if cuda and saved_device is not None:
                 self._device_rng = torch.cuda.get_rng_state(self.device)
                 torch.cuda.set_rng_state(saved_device, self.device)
-
-
-class Checker:
-    """Value checks of one learner's configuration, with messages that name the parameter."""
-
-    def __init__(self, model: str, config: dict[str, Any]) -> None:
-        self.model, self.config = model, config
-
-    def fail(self, key: str, rule: str) -> None:
-        raise MimlTuneError(
-            f"model {self.model!r}: {key} must be {rule}, got {key}={self.config[key]!r}"
-        )
-
-    def integer(self, key: str, *, minimum: int) -> None:
-        value = self.config[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            self.fail(key, f"an integer >= {minimum}")
-        self.config[key] = int(value)
-
-    def real(self, key: str, rule: str, ok: Any) -> None:
-        value = self.config[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(float(value))
-            or not ok(float(value))
-        ):
-            self.fail(key, f"a finite number {rule}")
-        self.config[key] = float(value)
-
-    def boolean(self, key: str) -> None:
-        value = self.config[key]
-        if not isinstance(value, (bool, np.bool_)):
-            self.fail(key, "True or False")
-        self.config[key] = bool(value)
-
-    def choice(self, key: str, choices: tuple[str, ...]) -> None:
-        if self.config[key] not in choices:
-            self.fail(key, f"one of {', '.join(map(repr, choices))}")
 
 
 def check_training_data(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -18,12 +19,46 @@ from tuner.data.graphs import build_bag_graphs
 from tuner.data.preprocess import InstanceStandardizer
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, OwnRNG, check_training_data
+from tuner.learners.checks import OwnRNG, check_training_data
+from tuner.learners.params import FRACTION, NON_NEGATIVE, POSITIVE, at_least, one_of, param
 
 POOLINGS = ("attention", "mean")
 SCHEDULES = ("cosine", "constant")
 LOSSES = ("focal", "bce")
 _PREDICT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class GamilCParams:
+    """GAMIL-C's hyper-parameters and their defaults (the learner's docstring says what each
+    does; ``search_spaces/models/gamil_c.yaml`` searches the paper's grid around them)."""
+
+    batch_size: int = param(64, at_least(1))
+    lr: float = param(1e-3, POSITIVE)
+    weight_decay: float = param(5e-4, NON_NEGATIVE)
+    epochs: int = param(30, at_least(1))
+    layers: int = param(2, at_least(1))
+    heads: int = param(4, at_least(1))
+    hidden: int = param(256, at_least(1))
+    dropout: float = param(0.1, FRACTION)
+    k: int = param(5, at_least(1))
+    tau: float = param(0.5, POSITIVE)
+    alpha: float = param(0.5, NON_NEGATIVE)
+    beta: float = param(0.5, NON_NEGATIVE)
+    gamma: float = param(2.0, NON_NEGATIVE)
+    pooling: str = param("attention", one_of(POOLINGS))
+    pool_heads: int = param(4, at_least(1))
+    contrastive: bool = True
+    correlation: bool = True
+    correlation_reg: bool = True
+    loss: str = param("focal", one_of(LOSSES))
+    lambda1: float = param(1e-3, NON_NEGATIVE)
+    lambda2: float = param(1e-4, NON_NEGATIVE)
+    lambda3: float = param(1e-3, NON_NEGATIVE)
+    max_row_mass: float = param(1.0, POSITIVE)
+    proj_dim: int = param(128, at_least(1))
+    feature_mask: float = param(0.2, FRACTION)
+    schedule: str = param("cosine", one_of(SCHEDULES))
 
 
 class GamilCLearner(OwnRNG, Learner):
@@ -47,53 +82,10 @@ class GamilCLearner(OwnRNG, Learner):
     # A one-instance bag is a one-node graph: attention and pooling have nothing to work on.
     vector_data: ClassVar[bool] = False
     training_only: ClassVar[tuple[str, ...]] = ("_graphs", "_labels", "_order")
-    defaults: ClassVar[dict[str, Any]] = {
-        "batch_size": 64,
-        "lr": 1e-3,
-        "weight_decay": 5e-4,
-        "epochs": 30,
-        "layers": 2,
-        "heads": 4,
-        "hidden": 256,
-        "dropout": 0.1,
-        "k": 5,
-        "tau": 0.5,
-        "alpha": 0.5,
-        "beta": 0.5,
-        "gamma": 2.0,
-        "pooling": "attention",
-        "pool_heads": 4,
-        "contrastive": True,
-        "correlation": True,
-        "correlation_reg": True,
-        "loss": "focal",
-        "lambda1": 1e-3,
-        "lambda2": 1e-4,
-        "lambda3": 1e-3,
-        "max_row_mass": 1.0,
-        "proj_dim": 128,
-        "feature_mask": 0.2,
-        "schedule": "cosine",
-    }
+    params: ClassVar[type] = GamilCParams
 
     def validate(self) -> None:
         c = self.config
-        check = Checker(self.name, c)
-        for key in ("batch_size", "epochs", "layers", "heads", "hidden", "k", "pool_heads"):
-            check.integer(key, minimum=1)
-        check.integer("proj_dim", minimum=1)
-        check.real("lr", "> 0", lambda v: v > 0)
-        check.real("tau", "> 0", lambda v: v > 0)
-        check.real("max_row_mass", "> 0", lambda v: v > 0)
-        for key in ("weight_decay", "alpha", "beta", "gamma", "lambda1", "lambda2", "lambda3"):
-            check.real(key, ">= 0", lambda v: v >= 0)
-        for key in ("dropout", "feature_mask"):
-            check.real(key, "in [0, 1)", lambda v: 0 <= v < 1)
-        for key in ("contrastive", "correlation", "correlation_reg"):
-            check.boolean(key)
-        check.choice("pooling", POOLINGS)
-        check.choice("loss", LOSSES)
-        check.choice("schedule", SCHEDULES)
         if c["hidden"] % c["heads"] != 0:
             raise MimlTuneError(
                 f"model 'gamil_c': hidden must be divisible by heads (each attention head gets "

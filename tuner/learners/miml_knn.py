@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +22,20 @@ from models.hausdorff import (
 )
 from tuner.data.preprocess import InstanceStandardizer
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, check_training_data
+from tuner.learners.checks import check_training_data
+from tuner.learners.params import NON_NEGATIVE, at_least, one_of, param
+
+
+@dataclass(frozen=True)
+class MIMLkNNParams:
+    """MIML-kNN's hyper-parameters and their defaults."""
+
+    k: int = param(10, at_least(1))
+    c: int = param(20, at_least(1))
+    distance: str = param("average", one_of(HAUSDORFF_VARIANTS))
+    standardize: bool = True
+    l2: float = param(1e-3, NON_NEGATIVE)
+    epochs: int = param(1, at_least(1))
 
 
 class MIMLkNNLearner(Learner):
@@ -48,22 +62,7 @@ class MIMLkNNLearner(Learner):
     """
 
     name: ClassVar[str] = "miml_knn"
-    defaults: ClassVar[dict[str, Any]] = {
-        "k": 10,
-        "c": 20,
-        "distance": "average",
-        "standardize": True,
-        "l2": 1e-3,
-        "epochs": 1,
-    }
-
-    def validate(self) -> None:
-        check = Checker(self.name, self.config)
-        for key in ("k", "c", "epochs"):
-            check.integer(key, minimum=1)
-        check.real("l2", ">= 0", lambda v: v >= 0)
-        check.choice("distance", HAUSDORFF_VARIANTS)
-        check.boolean("standardize")
+    params: ClassVar[type] = MIMLkNNParams
 
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,9 +15,23 @@ from sklearn.svm import SVC
 from models.hausdorff import HAUSDORFF_VARIANTS, hausdorff_distances, k_medoids, pack_bags
 from tuner.data.preprocess import InstanceStandardizer
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, check_training_data
+from tuner.learners.checks import check_training_data
+from tuner.learners.params import POSITIVE, Interval, at_least, one_of, param
 
 KERNELS = ("rbf", "linear")
+
+
+@dataclass(frozen=True)
+class MIMLSVMParams:
+    """MIMLSVM's hyper-parameters and their defaults."""
+
+    ratio: float = param(0.2, Interval(0, 1, closed="right"))
+    distance: str = param("max", one_of(HAUSDORFF_VARIANTS))
+    standardize: bool = True
+    kernel: str = param("rbf", one_of(KERNELS))
+    C: float = param(1.0, POSITIVE)
+    gamma: float = param(1.0, POSITIVE)
+    epochs: int = param(1, at_least(1))
 
 
 class MIMLSVMLearner(Learner):
@@ -54,25 +69,7 @@ class MIMLSVMLearner(Learner):
 
     name: ClassVar[str] = "mimlsvm"
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_sizes")
-    defaults: ClassVar[dict[str, Any]] = {
-        "ratio": 0.2,
-        "distance": "max",
-        "standardize": True,
-        "kernel": "rbf",
-        "C": 1.0,
-        "gamma": 1.0,
-        "epochs": 1,
-    }
-
-    def validate(self) -> None:
-        check = Checker(self.name, self.config)
-        check.integer("epochs", minimum=1)
-        check.real("ratio", "in (0, 1]", lambda v: 0 < v <= 1)
-        check.real("C", "> 0", lambda v: v > 0)
-        check.real("gamma", "> 0", lambda v: v > 0)
-        check.choice("distance", HAUSDORFF_VARIANTS)
-        check.boolean("standardize")
-        check.choice("kernel", KERNELS)
+    params: ClassVar[type] = MIMLSVMParams
 
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)

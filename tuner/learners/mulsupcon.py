@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,7 +17,8 @@ from models.mulsupcon import MulSupCon, random_mask
 from tuner.data.preprocess import BAG_POOLINGS, InstanceStandardizer, pool_bags, pooled_dim
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, OwnRNG, check_training_data
+from tuner.learners.checks import OwnRNG, check_training_data
+from tuner.learners.params import FRACTION, NON_NEGATIVE, POSITIVE, at_least, one_of, param
 
 CLASSIFIERS = ("finetune", "linear")
 OPTIMIZERS = ("adamw", "adam")
@@ -91,6 +93,44 @@ class LinearProbe:
         return weight, self.bias - self.mean @ weight
 
 
+@dataclass(frozen=True)
+class MulSupConTrainingParams:
+    """The hyper-parameters MulSupCon and MulSupCon_LD share, with their defaults (the
+    learner's docstring gives the cross-validated figures behind them)."""
+
+    lr: float = param(1e-3, POSITIVE)
+    weight_decay: float = param(1e-4, NON_NEGATIVE)
+    optimizer: str = param("adamw", one_of(OPTIMIZERS))
+    schedule: str = param("cosine", one_of(SCHEDULES))
+    restart_epochs: int = param(50, at_least(1))
+    batch_size: int = param(32, at_least(1))
+    tau: float = param(0.1, POSITIVE)
+    momentum: float = param(0.99, FRACTION)
+    queue_size: int = param(1024, at_least(1))
+    mask_ratio: float = param(0.5, FRACTION)
+    hidden: int = param(256, at_least(1))
+    proj_dim: int = param(128, at_least(1))
+    head_batchnorm: bool = False
+    dropout: float = param(0.2, FRACTION)
+    classifier: str = param("finetune", one_of(CLASSIFIERS))
+    classifier_lr: float = param(1e-3, POSITIVE)
+    classifier_weight_decay: float = param(1e-5, NON_NEGATIVE)
+    backbone_lr_mult: float = param(1.0, POSITIVE)
+    pretrain_epochs: int = param(20, at_least(0))
+    epochs: int = param(50, at_least(1))
+    probe_every: int = param(5, at_least(1))
+    probe_l2: float = param(1e-3, POSITIVE)
+    bag_pooling: str = param("mean", one_of(BAG_POOLINGS))
+    threshold: str = param("train_global", one_of(THRESHOLDS))
+
+
+@dataclass(frozen=True)
+class MulSupConParams(MulSupConTrainingParams):
+    """MulSupCon's hyper-parameters: the shared ones plus the positive sets of the loss."""
+
+    positives: str = param("mulsupcon", one_of(POSITIVE_SETS))
+
+
 class MulSupConLearner(OwnRNG, Learner):
     """Trains :class:`~models.mulsupcon.MulSupCon` on the training bags of one fold.
 
@@ -157,62 +197,10 @@ class MulSupConLearner(OwnRNG, Learner):
     # The training rows choose the thresholds and fit the probe; both are cached by a predict
     # call, which a saved model has made (tuner.promote predicts before saving).
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_y", "_order")
-    defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "optimizer": "adamw",
-        "schedule": "cosine",
-        "restart_epochs": 50,
-        "batch_size": 32,
-        "tau": 0.1,
-        "momentum": 0.99,
-        "queue_size": 1024,
-        "mask_ratio": 0.5,
-        "hidden": 256,
-        "proj_dim": 128,
-        "head_batchnorm": False,
-        "dropout": 0.2,
-        "positives": "mulsupcon",
-        "classifier": "finetune",
-        "classifier_lr": 1e-3,
-        "classifier_weight_decay": 1e-5,
-        "backbone_lr_mult": 1.0,
-        "pretrain_epochs": 20,
-        "epochs": 50,
-        "probe_every": 5,
-        "probe_l2": 1e-3,
-        "bag_pooling": "mean",
-        "threshold": "train_global",
-    }
+    params: ClassVar[type] = MulSupConParams
 
     def validate(self) -> None:
         c = self.config
-        check = Checker(self.name, c)
-        for key in (
-            "batch_size",
-            "epochs",
-            "hidden",
-            "proj_dim",
-            "queue_size",
-            "probe_every",
-            "restart_epochs",
-        ):
-            check.integer(key, minimum=1)
-        check.integer("pretrain_epochs", minimum=0)
-        for key in ("lr", "classifier_lr", "tau", "backbone_lr_mult", "probe_l2"):
-            check.real(key, "> 0", lambda v: v > 0)
-        for key in ("weight_decay", "classifier_weight_decay"):
-            check.real(key, ">= 0", lambda v: v >= 0)
-        for key in ("momentum", "mask_ratio", "dropout"):
-            check.real(key, "in [0, 1)", lambda v: 0 <= v < 1)
-        if "positives" in c:
-            check.choice("positives", POSITIVE_SETS)
-        check.boolean("head_batchnorm")
-        check.choice("classifier", CLASSIFIERS)
-        check.choice("optimizer", OPTIMIZERS)
-        check.choice("schedule", SCHEDULES)
-        check.choice("bag_pooling", BAG_POOLINGS)
-        check.choice("threshold", THRESHOLDS)
         if int(c["pretrain_epochs"]) == 0 and c["classifier"] == "linear":
             raise MimlTuneError(
                 f"model {self.name!r}: classifier='linear' freezes the backbone, so it needs "

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from models.mulsupcon_ld import RECOVERIES, MulSupConLD
-from tuner.learners.checks import Checker
-from tuner.learners.mulsupcon import MulSupConLearner
+from tuner.learners.mulsupcon import MulSupConLearner, MulSupConTrainingParams
+from tuner.learners.params import NON_NEGATIVE, POSITIVE, one_of, param
 
 HEAD_INITS = ("probe", "distribution_head")
+
+
+@dataclass(frozen=True)
+class MulSupConLDParams(MulSupConTrainingParams):
+    """MulSupCon_LD's hyper-parameters: MulSupCon's shared ones (positives are always ANY, so
+    there is no ``positives``) plus the label-distribution terms and the classifier's start."""
+
+    alpha: float = param(0.1, NON_NEGATIVE)
+    beta: float = param(0.001, NON_NEGATIVE)
+    recovery: str = param("cld", one_of(RECOVERIES))
+    sigma: float = param(0.01, POSITIVE)
+    head_init: str = param("probe", one_of(HEAD_INITS))
 
 
 class MulSupConLDLearner(MulSupConLearner):
@@ -30,23 +43,7 @@ class MulSupConLDLearner(MulSupConLearner):
     """
 
     name: ClassVar[str] = "mulsupcon_ld"
-    defaults: ClassVar[dict[str, Any]] = {
-        **{k: v for k, v in MulSupConLearner.defaults.items() if k != "positives"},
-        "alpha": 0.1,
-        "beta": 0.001,
-        "recovery": "cld",
-        "sigma": 0.01,
-        "head_init": "probe",
-    }
-
-    def validate(self) -> None:
-        super().validate()
-        check = Checker(self.name, self.config)
-        for key in ("alpha", "beta"):
-            check.real(key, ">= 0", lambda v: v >= 0)
-        check.real("sigma", "> 0", lambda v: v > 0)
-        check.choice("recovery", RECOVERIES)
-        check.choice("head_init", HEAD_INITS)
+    params: ClassVar[type] = MulSupConLDParams
 
     def _build_model(self, in_dim: int) -> MulSupConLD:
         c = self.config

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -14,9 +15,45 @@ from models.sarb import SARB, partial_bce
 from tuner.data.preprocess import BAG_POOLINGS, InstanceStandardizer, pool_bags, pooled_dim
 from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
-from tuner.learners.checks import Checker, OwnRNG, check_training_data
+from tuner.learners.checks import OwnRNG, check_training_data
+from tuner.learners.params import (
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    Interval,
+    at_least,
+    one_of,
+    param,
+)
 
 _PREDICT_BATCH = 512
+
+
+@dataclass(frozen=True)
+class SARBParams:
+    """SARB's hyper-parameters and their defaults (the paper's 20 epochs with blending from
+    epoch 5; the rest searched in ``search_spaces/models/sarb.yaml``)."""
+
+    lr: float = param(1e-3, POSITIVE)
+    weight_decay: float = param(5e-4, NON_NEGATIVE)
+    batch_size: int = param(16, at_least(1))
+    epochs: int = param(20, at_least(1))
+    lr_decay_every: int = param(10, at_least(1))
+    lr_decay: float = param(0.1, Interval(0, 1, closed="right"))
+    warmup_epochs: int = param(5, at_least(0))
+    hidden: int = param(64, at_least(1))
+    n_regions: int = param(4, at_least(1))
+    dropout: float = param(0.3, FRACTION)
+    ilrb: bool = True
+    plrb: bool = True
+    alpha_init: float = param(0.5, Interval(0, 1, closed="neither"))
+    beta_init: float = param(0.5, Interval(0, 1, closed="neither"))
+    learn_coefficients: bool = True
+    n_prototypes: int = param(10, at_least(1))
+    prototype_every: int = param(5, at_least(1))
+    ilrb_weight: float = param(1.0, NON_NEGATIVE)
+    plrb_weight: float = param(1.0, NON_NEGATIVE)
+    bag_pooling: str = param("mean", one_of(BAG_POOLINGS))
 
 
 class SARBLearner(OwnRNG, Learner):
@@ -46,46 +83,7 @@ class SARBLearner(OwnRNG, Learner):
     name: ClassVar[str] = "sarb"
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_order")
     partial_labels: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1e-3,
-        "weight_decay": 5e-4,
-        "batch_size": 16,
-        "epochs": 20,
-        "lr_decay_every": 10,
-        "lr_decay": 0.1,
-        "warmup_epochs": 5,
-        "hidden": 64,
-        "n_regions": 4,
-        "dropout": 0.3,
-        "ilrb": True,
-        "plrb": True,
-        "alpha_init": 0.5,
-        "beta_init": 0.5,
-        "learn_coefficients": True,
-        "n_prototypes": 10,
-        "prototype_every": 5,
-        "ilrb_weight": 1.0,
-        "plrb_weight": 1.0,
-        "bag_pooling": "mean",
-    }
-
-    def validate(self) -> None:
-        check = Checker(self.name, self.config)
-        for key in ("batch_size", "epochs", "lr_decay_every", "hidden", "n_regions"):
-            check.integer(key, minimum=1)
-        for key in ("n_prototypes", "prototype_every"):
-            check.integer(key, minimum=1)
-        check.integer("warmup_epochs", minimum=0)
-        check.real("lr", "> 0", lambda v: v > 0)
-        check.real("lr_decay", "in (0, 1]", lambda v: 0 < v <= 1)
-        for key in ("weight_decay", "ilrb_weight", "plrb_weight"):
-            check.real(key, ">= 0", lambda v: v >= 0)
-        check.real("dropout", "in [0, 1)", lambda v: 0 <= v < 1)
-        for key in ("alpha_init", "beta_init"):
-            check.real(key, "in (0, 1)", lambda v: 0 < v < 1)
-        for key in ("ilrb", "plrb", "learn_coefficients"):
-            check.boolean(key)
-        check.choice("bag_pooling", BAG_POOLINGS)
+    params: ClassVar[type] = SARBParams
 
     # ------------------------------------------------------------------------------- setup
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
