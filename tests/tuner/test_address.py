@@ -4,7 +4,6 @@ lists and mount tables), and a single-node cluster takes a local folder."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -103,17 +102,21 @@ def test_malformed_address_through_the_cli(workdir: Path) -> None:
     assert not (workdir / "mlflow.db").exists() and not (workdir / "miml-tune-results").exists()
 
 
-def test_unreachable_cluster_is_one_line_within_seconds(workdir: Path) -> None:
+def test_unreachable_cluster_is_one_line_from_the_port_check(workdir: Path) -> None:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     port = free_port()
-    started = time.monotonic()
     result = cli(
         workdir, "launch", "--space", "birds", "--tracking-uri", uri,
         "--address", f"127.0.0.1:{port}",
     )  # fmt: skip
-    elapsed = time.monotonic() - started
-    assert_one_line_error(result, f"127.0.0.1:{port}", "cannot reach the Ray cluster")
-    assert elapsed < 60, elapsed  # the CLI's start-up and data checks, not Ray's long retries
+    # The refusal comes from the CLI's own TCP connection to the port, made before Ray is asked
+    # (whose long retries end in "cannot attach to the Ray cluster"), and it names the fix.
+    line = assert_one_line_error(
+        result,
+        f"cannot reach the Ray cluster at --address 127.0.0.1:{port} (Connection refused)",
+        "`ray status`",
+    )
+    assert "cannot attach" not in line
     assert not (workdir / "miml-tune-results").exists()
 
 
