@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from optuna.distributions import CategoricalDistribution
 
 from tests.conftest import SHARED_DATA
 from tuner.data import load_dataset
@@ -39,7 +40,9 @@ def data_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _first_config(spec: SearchSpec) -> dict[str, Any]:
     config = dict(spec.fixed)
     for key, domain in spec.params.items():
-        config[key] = domain.values[0]
+        config[key] = (
+            domain.choices[0] if isinstance(domain, CategoricalDistribution) else domain.low
+        )
     config["epochs"] = 2
     return config
 

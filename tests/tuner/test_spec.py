@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from pathlib import Path
 
 import pytest
 import yaml
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 
 from tuner.errors import MimlTuneError
-from tuner.spec import load_space, parse_space, space_names
+from tuner.spec import domain_kind, domain_size, load_space, parse_space, space_names
 
 BASE = {
     "name": "t",
@@ -38,7 +46,7 @@ def test_every_shipped_space_loads(name: str) -> None:
 
 def test_birds_space_is_the_papers_grid() -> None:
     spec = load_space("birds")
-    grid = {k: list(d.values) for k, d in spec.params.items()}
+    grid = {k: list(d.choices) for k, d in spec.params.items()}
     assert grid["batch_size"] == [64, 128, 256]
     assert grid["lr"] == [1e-2, 5e-3, 1e-3, 5e-4]
     assert grid["weight_decay"] == [1e-3, 5e-4, 1e-4]
@@ -74,14 +82,20 @@ def test_domains_and_defaults(tmp_path: Path) -> None:
         )
     )
     assert spec.mode == "max"  # taken from the metric when not given
-    assert {k: d.kind for k, d in spec.params.items()} == {
+    assert {k: domain_kind(d) for k, d in spec.params.items()} == {
         "lr": "loguniform",
         "dropout": "uniform",
         "k": "int",
         "pooling": "choice",
     }
     assert spec.fixed == {"hidden": 128}
-    assert spec.params["k"].size == 5
+    assert spec.params == {
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "k": IntDistribution(2, 6),
+        "pooling": CategoricalDistribution(("mean", "attention")),
+    }
+    assert domain_size(spec.params["k"]) == 5
     assert math.isinf(spec.grid_size)
 
 
@@ -100,6 +114,9 @@ def test_domains_and_defaults(tmp_path: Path) -> None:
         ({"params": {"k": {"uniform": [1, 10]}}}, r"params.k takes integers; use a list or"),
         ({"params": {"layers": {"int": [0, 4]}}}, r"params.layers: .*layers"),
         ({"params": {"lr": {"uniform": [0.1, "x"]}}}, r"params.lr.uniform must be \[low, high\]"),
+        ({"params": {"k": {"int": [1.5, 4]}}}, r"params.k.int bounds must be integers"),
+        ({"params": {"lr": [0.1, [0.2]]}}, r"params.lr choices must be scalars \(strings, numbers"),
+        ({"params": {"lr": [0.1, datetime.date(2024, 1, 1)]}}, r"params.lr choices must be scal"),
         ({"seed": 2**40}, r"seed must be an integer in \[0, 2\*\*31\)"),
         ({"holdout_seed": -1}, r"holdout_seed must be an integer in \[0, 2\*\*31\)"),
         ({"params": {"pooling": ["max"]}}, r"params.pooling: .*pooling"),
@@ -153,10 +170,62 @@ def test_overrides_are_validated() -> None:
 
 def test_epochs_choices_collapse_onto_the_budget() -> None:
     spec = load_space("birds")
-    assert list(spec.params["epochs"].values) == [20, 30, 40]
+    assert spec.params["epochs"] == CategoricalDistribution((20, 30, 40))
     assert spec.param_space()["epochs"].categories == [20, 30]  # budget.max_epochs 30
     assert spec.with_overrides(max_epochs=40).param_space()["epochs"].categories == [20, 30, 40]
     assert spec.with_overrides(max_epochs=3).param_space()["epochs"] == 3
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_domains_are_optuna_distributions_that_round_trip_through_json(name: str) -> None:
+    spec = load_space(name)
+    for key, domain in spec.params.items():
+        assert json_to_distribution(distribution_to_json(domain)) == domain, (name, key)
+
+
+@pytest.mark.parametrize("name", [*space_names(), "every-kind"])
+def test_the_tune_space_is_the_same_distributions_to_optuna_search(name: str) -> None:
+    """Ray's OptunaSearch converts the Tune ``param_space`` back to Optuna distributions: they
+    are the spec's own, so the sampler searches exactly the domains the file states."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    if name == "every-kind":
+        spec = parse_space(
+            yaml.safe_dump(
+                {
+                    **BASE,
+                    "params": {
+                        "lr": {"loguniform": [1.0e-4, 1.0e-2]},
+                        "tau": {"uniform": [0.1, 1.0]},
+                        "k": {"int": [2, 6]},
+                        "hidden": [64, 128],
+                        "layers": 2,
+                    },
+                }
+            )
+        )
+    else:
+        spec = load_space(name)
+    searched, fixed = spec.searched()
+    assert OptunaSearch.convert_search_space(spec.param_space()) == searched
+    assert {k: v for k, v in spec.param_space().items() if k not in searched} == fixed
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        IntDistribution(1, 64, log=True),
+        IntDistribution(0, 10, step=2),
+        FloatDistribution(0.0, 1.0, step=0.25),
+        CategoricalDistribution((True, False, None)),
+    ],
+)
+def test_to_tune_round_trips_every_distribution_form(domain: object) -> None:
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuner.spec import to_tune
+
+    assert OptunaSearch.convert_search_space({"x": to_tune(domain)}) == {"x": domain}
 
 
 def test_holdout_seed_is_separate_from_the_search_seed() -> None:
@@ -204,8 +273,8 @@ params:
         spec = load_space(name)
         for key, value in spec.starting_point().items():
             domain = spec.params[key]
-            if domain.kind == "choice" and key != "epochs":
-                assert value in domain.values, (name, key, value)
+            if isinstance(domain, CategoricalDistribution) and key != "epochs":
+                assert value in domain.choices, (name, key, value)
 
 
 @pytest.mark.parametrize("max_epochs", [1, 20, 60])
