@@ -9,6 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from tests.conftest import FinishedSearch
 from tests.searches import assert_one_line_error, cli
@@ -31,12 +36,11 @@ from tuner.report import (
     space_domains,
     typed_param,
 )
-from tuner.spec import Domain
 
 DOMAINS = {
-    "lr": Domain("loguniform", (1e-4, 1e-2)),
-    "k": Domain("choice", (3, 5, 7)),
-    "layers": Domain("int", (1, 4)),
+    "lr": FloatDistribution(1e-4, 1e-2, log=True),
+    "k": CategoricalDistribution((3, 5, 7)),
+    "layers": IntDistribution(1, 4),
 }
 
 
@@ -83,7 +87,7 @@ def test_importance_study_holds_completed_trials_in_the_domains() -> None:
     assert study.direction.name == "MAXIMIZE"
     assert varying == ["lr", "k"]  # layers is 2 in every one
     assert study.trials[1].params == {"lr": 1e-3, "k": 5, "layers": 2}
-    assert study.trials[0].distributions["lr"].log
+    assert study.trials[0].distributions == DOMAINS  # the spec's own distributions
     minimise, _ = importance_study(trials, DOMAINS, "ranking_loss", "min")
     assert minimise.direction.name == "MINIMIZE"
 
@@ -131,13 +135,13 @@ def test_scaled_maps_each_domain_kind_onto_0_1() -> None:
     assert math.isnan(scaled(9, DOMAINS["k"]))
     assert scaled(1e-3, DOMAINS["lr"]) == pytest.approx(0.5)
     assert scaled(4, DOMAINS["layers"]) == 1.0
-    assert scaled(0.5, Domain("uniform", (0.0, 2.0))) == 0.25
-    assert scaled("x", Domain("choice", ("x",))) == 0.5
+    assert scaled(0.5, FloatDistribution(0.0, 2.0)) == 0.25
+    assert scaled("x", CategoricalDistribution(("x",))) == 0.5
 
 
 def test_in_domain_by_kind() -> None:
     assert in_domain(5, DOMAINS["k"]) and not in_domain(9, DOMAINS["k"])
-    assert not in_domain(True, Domain("choice", (1, 2)))
+    assert not in_domain(True, CategoricalDistribution((1, 2)))
     assert in_domain(1e-3, DOMAINS["lr"]) and not in_domain(0.1, DOMAINS["lr"])
     assert in_domain(4, DOMAINS["layers"]) and not in_domain(2.5, DOMAINS["layers"])
     assert not in_domain("3", DOMAINS["layers"])
@@ -147,7 +151,7 @@ def test_params_read_back_as_their_domain_types() -> None:
     assert typed_param("5", DOMAINS["k"]) == 5
     assert typed_param("0.001", DOMAINS["lr"]) == 0.001
     assert typed_param("3", DOMAINS["layers"]) == 3
-    assert typed_param("True", Domain("choice", (True, False))) is True
+    assert typed_param("True", CategoricalDistribution((True, False))) is True
     assert typed_param("attention", None) == "attention"
     assert typed_param("32", None) == 32
 
@@ -162,7 +166,10 @@ def test_space_domains_cap_epochs_as_the_search_did() -> None:
         "params": {"lr": {"loguniform": [1e-4, 1e-2]}, "epochs": [5, 10, 20], "hidden": 64},
     }
     domains = space_domains(space)
-    assert domains == {"lr": Domain("loguniform", (1e-4, 1e-2)), "epochs": Domain("choice", (5, 6))}
+    assert domains == {
+        "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "epochs": CategoricalDistribution((5, 6)),
+    }
 
 
 def test_bad_out_and_top_are_one_line_errors_before_any_work(tmp_path: Path) -> None:
@@ -189,23 +196,23 @@ def test_bad_out_and_top_are_one_line_errors_before_any_work(tmp_path: Path) -> 
 def test_a_failed_report_leaves_no_folder_and_keeps_the_earlier_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tuner.report as report
+    import tuner.report.build as build
 
     record = SearchRecord({"mlflow": {}}, {}, DOMAINS, [], "pid", "sqlite:///unused")
-    monkeypatch.setattr(report, "read_search", lambda name, uri: record)
+    monkeypatch.setattr(build, "read_search", lambda name, uri: record)
 
     def half_written(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
         (folder / "leaderboard.png").write_bytes(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(report, "write_files", half_written)
+    monkeypatch.setattr(build, "write_files", half_written)
     with pytest.raises(RuntimeError, match="disk full"):
         build_report("s", "sqlite:///unused", tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
     earlier = tmp_path / "earlier"
     earlier.mkdir()
-    (earlier / DATA_FILE).write_text(json.dumps({"kind": report.REPORT_KIND}))
+    (earlier / DATA_FILE).write_text(json.dumps({"kind": build.REPORT_KIND}))
     with pytest.raises(RuntimeError, match="disk full"):
         build_report("s", "sqlite:///unused", earlier)
     assert [p.name for p in tmp_path.iterdir()] == ["earlier"]
