@@ -69,6 +69,18 @@ def cli() -> None:
 @click.option("--seed", type=int, help="Seed of the sampler, the splits and the models.")
 @click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
 @click.option("--scheduler", type=str, help="asha | fifo")
+@click.option(
+    "--fidelity",
+    type=str,
+    help="repeats: a trial adds CV repeats as it survives ASHA's rungs (cheap for pruned "
+    "trials) | epochs: every repeat from the first epoch [the space's scheduler.fidelity].",
+)
+@click.option(
+    "--time-budget",
+    type=str,
+    help="End the search after this wall time (90s, 30m, 2h); trials still training stop, "
+    "the best is chosen among completed ones, resume runs the rest [the space's budget.time].",
+)
 @click.option("--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
 @click.option(
     "--storage",
@@ -99,9 +111,17 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
         seed=options.pop("seed"),
         sampler=options.pop("sampler"),
         scheduler=options.pop("scheduler"),
+        fidelity=options.pop("fidelity"),
+        time_budget=_duration(options.pop("time_budget")),
     )
     summary = run_search(spec, LaunchOptions(**options))
     _emit(summary, as_json)
+
+
+def _duration(text: str | None) -> float | None:
+    from tuner.spec import parse_duration
+
+    return None if text is None else parse_duration(text)
 
 
 def _json_safe(value: Any) -> Any:

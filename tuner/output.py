@@ -25,7 +25,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['bags']['holdout']} held out), "
         f"{cv['repeats']}x{cv['folds']}-fold CV, seed {summary['seed']}",
         f"trials: {trials['total']} ({trials['completed']} completed, {trials['pruned']} pruned, "
-        f"{trials['error']} failed)",
+        + (f"{trials['stopped']} stopped by the time budget, " if trials.get("stopped") else "")
+        + f"{trials['error']} failed), {summary.get('fold_epochs', 0)} fold-epochs trained"
+        + (f" ({summary['fidelity']} fidelity)" if summary.get("fidelity") else ""),
         "",
         f"best trial {best['trial_id']} ({best['epochs']} epochs), optimising "
         f"{summary['metric']} ({summary['mode']}):",
@@ -52,6 +54,14 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  {name + ' ' + arrow:<26}"
             + "".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
         )
+    tests = summary.get("comparisons") or {}
+    if tests:
+        lines += ["", f"paired Wilcoxon signed-rank test over the folds, on {summary['metric']}:"]
+        lines += [
+            f"  best {t['verdict']} {model} (mean difference {t['mean_difference']:+.4f}, "
+            f"p = {t['p_value']:.3g}, {t['folds']} folds)"
+            for model, t in tests.items()
+        ]
     mlflow = summary["mlflow"]
     lines += [
         "",

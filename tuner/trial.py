@@ -71,6 +71,46 @@ def trial_epochs(config: Mapping[str, Any], max_epochs: int, default: int) -> in
     return max(1, min(int(config.get("epochs", default)), max_epochs))
 
 
+def rung_milestones(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
+    """The epochs at which ASHA compares trials (Ray Tune's ``ASHAScheduler`` rungs:
+    ``grace_period * reduction_factor**k`` below ``max_epochs``), in increasing order."""
+    if grace_period >= max_epochs or reduction_factor <= 1:
+        return []
+    count = int(math.log(max_epochs / grace_period) / math.log(reduction_factor) + 1)
+    out = sorted({int(grace_period * reduction_factor**k) for k in range(count)})
+    return [m for m in out if m < max_epochs]
+
+
+@dataclass(frozen=True)
+class RepeatsSchedule:
+    """CV repeats as a second fidelity: how many repeats of the K folds a trial trains at each
+    epoch.
+
+    A trial starts on the first repeat's K folds; each rung it survives (ASHA let it go past a
+    milestone) multiplies its repeats by ``growth``, up to all of them; its last epoch is always
+    trained under the full protocol, so that a completed trial is judged on every fold. Repeats
+    are added in order (repeat ``r`` always uses the seed ``seed + r``), so every trial that
+    reaches a rung has been scored there on the very same folds: comparisons are paired.
+
+    Args:
+        milestones: the scheduler's rung epochs (:func:`rung_milestones`); none gives the full
+            protocol from the first epoch.
+        repeats: the protocol's repeats R.
+        growth: factor by which the repeats grow at each rung passed.
+    """
+
+    milestones: tuple[int, ...]
+    repeats: int
+    growth: float = 3.0
+
+    def at(self, epoch: int) -> int:
+        """Repeats trained at ``epoch`` (1-based), before a trial's last epoch adds the rest."""
+        if not self.milestones:
+            return self.repeats
+        passed = sum(epoch > m for m in self.milestones)
+        return max(1, min(self.repeats, round(self.growth**passed)))
+
+
 def run_cv(
     model: str,
     config: Mapping[str, Any],
@@ -81,6 +121,7 @@ def run_cv(
     metrics: Sequence[str] = ALL_METRICS,
     device: torch.device | str = "cpu",
     report: Reporter | None = None,
+    schedule: RepeatsSchedule | None = None,
 ) -> CVResult:
     """Trains and validates ``model`` with ``config`` on every fold of ``data``, epoch by epoch.
 
@@ -93,9 +134,15 @@ def run_cv(
         metrics: names of the metrics to compute on each validation fold.
         device: where the fold models train.
         report: called after every epoch with the epoch's summary (the trial's ``tune.report``).
+        schedule: the repeats trained at each epoch (CV repeats as a second fidelity); ``None``
+            trains every repeat from the first epoch. Repeats added later first catch up to the
+            current epoch, so at its last epoch every fold model has trained every epoch.
 
     Returns:
         The summary of the last epoch, the per-fold values of the last epoch and the history.
+        Every row also says how many repeats it was measured on (``cv_repeats_done``), whether
+        that is the whole protocol (``full_protocol``, 1 or 0) and how many fold-epochs the
+        trial has trained so far (``fold_epochs``).
 
     Raises:
         NonFiniteLossError: a fold's loss became NaN or infinite.
@@ -108,9 +155,11 @@ def run_cv(
             "epochs": trial_epochs(config, max_epochs, learner_cls.defaults["epochs"]),
         }
     folds = protocol.splits(data.labels)
-    learners = []
-    validation = []
-    for i, fold in enumerate(folds):
+    learners: list[Any] = []
+    validation: list[tuple[Any, np.ndarray, Any]] = []
+
+    def add_fold(i: int) -> None:
+        fold = folds[i]
         learner = learner_cls(
             config,
             n_features=data.n_features,
@@ -125,45 +174,84 @@ def run_cv(
         held = data.subset(fold.validation)
         validation.append((learner.encode(held.bags), held.labels, held.instance_labels))
         learners.append(learner)
+
+    def train(i: int, epoch: int) -> float:
+        try:
+            loss = learners[i].train_epoch()
+        except FloatingPointError as exc:
+            raise NonFiniteLossError(
+                f"fold {folds[i].key}, epoch {epoch}: {exc}; config {dict(config)}"
+            ) from None
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"fold {folds[i].key}, epoch {epoch}: training loss is {loss}; "
+                f"config {dict(config)}"
+            )
+        return loss
+
+    def evaluate(i: int) -> dict[str, float]:
+        encoded, labels, instance_labels = validation[i]
+        scores = learners[i].predict(encoded)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = compute(labels, scores, names=bag_metrics)
+            if instance_metrics:
+                values |= _instance_values(learners[i], encoded, instance_labels, instance_metrics)
+        return values
+
+    add_fold(0)
     epochs = trial_epochs(config, max_epochs, learners[0].epochs)
     bag_metrics = [m for m in metrics if m not in INSTANCE_METRICS]
     instance_metrics = [m for m in metrics if m in INSTANCE_METRICS]
+    milestones = set(schedule.milestones) if schedule is not None else set()
 
     history: list[dict[str, Any]] = []
     per_fold: dict[str, list[float]] = {}
+    losses: list[float] = []
+    fold_epochs = 0
+
+    def grow(active: int, through: int) -> None:
+        """Adds folds up to ``active``, each trained through epoch ``through`` (catch-up)."""
+        nonlocal fold_epochs
+        while len(learners) < active:
+            add_fold(len(learners))
+            for past in range(1, through + 1):
+                loss = train(len(learners) - 1, past)
+                fold_epochs += 1
+            if through == epoch:  # trained this epoch's step too: validated with the others
+                losses.append(loss)
+                for name, value in evaluate(len(learners) - 1).items():
+                    if name in per_fold:
+                        per_fold[name].append(value)
+
+    def row() -> dict[str, Any]:
+        out = {"epoch": epoch, "target_epochs": epochs, **summarise(per_fold, losses)}
+        out["cv_repeats_done"] = len(learners) // protocol.folds
+        out["full_protocol"] = float(len(learners) == len(folds))
+        out["fold_epochs"] = fold_epochs
+        out["epoch_seconds"] = time.perf_counter() - started
+        return out
+
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
-        losses: list[float] = []
+        repeats = schedule.at(epoch) if schedule is not None else protocol.repeats
+        grow(min(len(folds), repeats * protocol.folds), epoch - 1)
+        losses = []
         per_fold = {name: [] for name in metrics}
-        for fold, learner, (encoded, labels, instance_labels) in zip(
-            folds, learners, validation, strict=True
-        ):
-            try:
-                loss = learner.train_epoch()
-            except FloatingPointError as exc:
-                raise NonFiniteLossError(
-                    f"fold {fold.key}, epoch {epoch}: {exc}; config {dict(config)}"
-                ) from None
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"fold {fold.key}, epoch {epoch}: training loss is {loss}; "
-                    f"config {dict(config)}"
-                )
-            losses.append(loss)
-            scores = learner.predict(encoded)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                values = compute(labels, scores, names=bag_metrics)
-                if instance_metrics:
-                    values |= _instance_values(learner, encoded, instance_labels, instance_metrics)
+        for i in range(len(learners)):
+            losses.append(train(i, epoch))
+            fold_epochs += 1
+            values = evaluate(i)
             for name in metrics:
                 per_fold[name].append(values[name])
-        summary = summarise(per_fold, losses)
-        row = {"epoch": epoch, "target_epochs": epochs, **summary}
-        row["epoch_seconds"] = time.perf_counter() - started
-        history.append(row)
+        if epoch == epochs and len(learners) < len(folds):
+            if epoch in milestones and report is not None:
+                # The rung compares this trial on the same folds as the others first.
+                report(row())
+            grow(len(folds), epoch)  # a completed trial is judged under the full protocol
+        history.append(row())
         if report is not None:
-            report(dict(row, per_fold=per_fold) if epoch == epochs else row)
+            report(dict(history[-1], per_fold=per_fold) if epoch == epochs else history[-1])
     return CVResult(epochs=epochs, summary=history[-1], per_fold=per_fold, history=history)
 
 
@@ -198,6 +286,7 @@ def tune_trainable(
     protocol: CVProtocol,
     max_epochs: int,
     metrics: Sequence[str] = ALL_METRICS,
+    schedule: RepeatsSchedule | None = None,
 ) -> None:
     """The Ray Tune function trainable: :func:`run_cv` reporting every epoch to Tune."""
     from ray import tune
@@ -224,6 +313,7 @@ def tune_trainable(
         metrics=metrics,
         device=device,
         report=report,
+        schedule=schedule,
     )
 
 

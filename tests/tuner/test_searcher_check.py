@@ -12,9 +12,9 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from tuner.search.progress import SearcherCheck
 from tuner.errors import MimlTuneError
 from tuner.search import describe_searcher, finished_in_study
+from tuner.search.progress import SearcherCheck
 
 
 def _optuna(sampler: optuna.samplers.BaseSampler, finished: int) -> OptunaSearch:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tuner.errors import MimlTuneError
 from tuner.spec import SearchSpec
+from tuner.trial import RepeatsSchedule, rung_milestones
 
 
 def sampler_for(name: str, seed: int, trials: int = 100) -> Any:
@@ -74,3 +75,17 @@ def finished_in_study(searcher: Any) -> int:
         searcher = searcher.searcher
     study = getattr(searcher, "_ot_study", None)
     return sum(t.state.is_finished() for t in study.trials) if study is not None else 0
+
+
+def repeats_schedule(spec: SearchSpec) -> RepeatsSchedule | None:
+    """The CV repeats a trial trains at each epoch under ``fidelity: repeats``: one repeat up to
+    ASHA's first rung, ``reduction_factor`` times more at each rung survived, all of them at the
+    trial's last epoch. ``None`` (every repeat from the first epoch) under ``fidelity: epochs``,
+    without ASHA, or with a single repeat."""
+    if spec.fidelity != "repeats" or spec.scheduler != "asha" or spec.cv_repeats < 2:
+        return None
+    grace = min(spec.grace_period, spec.max_epochs)
+    milestones = rung_milestones(spec.max_epochs, grace, spec.reduction_factor)
+    if not milestones:
+        return None
+    return RepeatsSchedule(tuple(milestones), spec.cv_repeats, growth=spec.reduction_factor)

@@ -3,6 +3,8 @@ a trial), the metrics a search reports, the peers scored on the search's folds."
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tuner.cv import holdout_split
@@ -84,14 +86,16 @@ def run_peers(
     metrics: tuple[str, ...],
     *,
     threads: float,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Every peer's CV on the search's folds, in the driver, on a trial's share of threads
-    (more intra-op threads than cores made the small peers up to ten times slower)."""
+    (more intra-op threads than cores made the small peers up to ten times slower): its
+    summary, with its values on each fold under ``per_fold`` for paired tests."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
-        return {m: run_cv(m, {}, dev, protocol, metrics=metrics).summary for m in spec.peers}
+        results = {m: run_cv(m, {}, dev, protocol, metrics=metrics) for m in spec.peers}
+        return {m: {**r.summary, "per_fold": r.per_fold} for m, r in results.items()}
     finally:
         torch.set_num_threads(before)

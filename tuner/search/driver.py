@@ -16,6 +16,7 @@ import yaml
 from tuner import __version__, tracking
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError
+from tuner.search.budget import TimeBudget
 from tuner.search.cluster import check_resources, check_shared_storage, start_ray
 from tuner.search.data import prepare_data, run_peers, search_metrics
 from tuner.search.fit import fit_tuner
@@ -286,15 +287,17 @@ class _SearchRun:
             self._save("running")
             if before is not None:
                 before()
-            trial_runs = TrialRuns(uri, experiment_id, parent_id, self.folder.uri)
+            budget = TimeBudget(self.spec.time_budget) if self.spec.time_budget else None
+            trial_runs = TrialRuns(uri, experiment_id, parent_id, self.folder.uri, budget)
             if restore:
                 trial_runs.adopt_existing_runs(tune_trials(self.folder))
             search_started = time.monotonic()
             results, resumed = fit_tuner(
-                self.spec, self.dev, self.protocol, self.folder, trial_runs, self.options, restore
-            )
+                self.spec, self.dev, self.protocol, self.folder, trial_runs, self.options,
+                restore, budget,
+            )  # fmt: skip
             timing["search_seconds"] = round(time.monotonic() - search_started, 1)
-            board = leaderboard(results, self.spec.metric)
+            board = leaderboard(results, self.spec.metric, trial_runs.stopped)
             peers = self.state.get("peers") or {}
             summary = summarise_search(
                 self.spec, self.name, self.full, self.dev, self.holdout, board, peers, uri,
@@ -304,9 +307,18 @@ class _SearchRun:
             summary["timing"] = timing
             if resumed is not None:
                 summary["resumed"] = resumed
+            short = len(board) < self.spec.trials
+            if budget is not None:
+                summary["time_budget"] = {
+                    "seconds": budget.seconds,
+                    "spent": budget.spent,
+                    "trials_run": len(board),
+                    "trials_asked": self.spec.trials,
+                }
             log_parent_end(mlflow, parent_id, summary, board)
             mlflow.set_terminated(parent_id, "FINISHED")
-            self._save("finished")
+            # A search its time budget ended early can go on: `resume` runs the other trials.
+            self._save("budget_spent" if short else "finished")
             return summary
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)

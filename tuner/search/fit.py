@@ -18,15 +18,17 @@ from tuner.search.algorithms import (
     describe_searcher,
     finished_in_study,
     make_searcher,
+    repeats_schedule,
     sampler_for,
     scheduler_for,
 )
+from tuner.search.budget import TimeBudget
 from tuner.search.cluster import trials_at_once
 from tuner.search.data import search_metrics
 from tuner.search.options import LaunchOptions
 from tuner.search.storage import RunFolder, download_searcher_state, finished_trials
 from tuner.spec import SearchSpec
-from tuner.trial import CVProtocol, tune_trainable
+from tuner.trial import CVProtocol, RepeatsSchedule, tune_trainable
 
 
 def search_trainable(
@@ -38,6 +40,7 @@ def search_trainable(
     max_epochs: int,
     metrics: Sequence[str],
     metric: str,
+    schedule: RepeatsSchedule | None = None,
 ) -> None:
     """The search's Tune function: :func:`tuner.trial.tune_trainable`, with an error raised by
     the trial itself (a diverging loss, a bad configuration) announced to the driver before it
@@ -48,7 +51,7 @@ def search_trainable(
     try:
         tune_trainable(
             config, data=data, model=model, protocol=protocol, max_epochs=max_epochs,
-            metrics=metrics,
+            metrics=metrics, schedule=schedule,
         )  # fmt: skip
     except Exception as exc:
         # Tune checks that every result carries the searched metric: NaN, which the scheduler,
@@ -66,9 +69,11 @@ def fit_tuner(
     trial_runs: Any,
     options: LaunchOptions,
     restore: bool = False,
+    budget: TimeBudget | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Runs (or, with ``restore``, continues) the Tune experiment; returns its results and, for a
-    resumed search, what was restored."""
+    resumed search, what was restored. With a time ``budget`` the experiment ends when it is
+    spent, trials still training stopped, like a search that ran all its trials."""
     import ray
     from ray import tune
 
@@ -88,6 +93,7 @@ def fit_tuner(
             max_epochs=spec.max_epochs,
             metrics=search_metrics(dev),
             metric=spec.metric,
+            schedule=repeats_schedule(spec),
         ),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
@@ -99,6 +105,7 @@ def fit_tuner(
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        stop=budget,
     )
     resumed: dict[str, Any] | None = None
     if restore:
@@ -110,6 +117,7 @@ def fit_tuner(
         internal._run_config.callbacks = run_config.callbacks
         internal._run_config.failure_config = run_config.failure_config
         internal._run_config.verbose = 0
+        internal._run_config.stop = budget
     else:
         searcher = make_searcher(spec)
         tuner = tune.Tuner(
@@ -135,7 +143,8 @@ def fit_tuner(
     unfinished = [
         t for t in getattr(analysis, "trials", []) if t.status not in ("TERMINATED", "ERROR")
     ]
-    if unfinished or len(results) < spec.trials:
+    spent = budget is not None and budget.spent
+    if unfinished or (len(results) < spec.trials and not spent):
         # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
         raise KeyboardInterrupt(
             f"search interrupted with {len(results) - len(unfinished)} of {spec.trials} trials "

@@ -45,8 +45,25 @@ class SearcherCheck(Callback):
 
 
 def is_pruned(last_result: dict[str, Any]) -> bool:
-    """A trial that stopped before its own last epoch was stopped by the scheduler."""
-    return int(last_result.get("epoch", 0)) < int(last_result.get("target_epochs", 0))
+    """A trial that stopped before its own last epoch, or before it was measured on every fold
+    of the protocol (CV repeats as a fidelity), was stopped early: it cannot be the best."""
+    early = int(last_result.get("epoch", 0)) < int(last_result.get("target_epochs", 0))
+    return early or float(last_result.get("full_protocol", 1.0)) < 1.0
+
+
+def protocol_reached(last_result: dict[str, Any]) -> str:
+    """``full`` or ``partial (R of the protocol's repeats)`` for a trial's last result."""
+    if float(last_result.get("full_protocol", 1.0)) >= 1.0:
+        return "full"
+    return f"partial ({int(last_result.get('cv_repeats_done', 0))} repeats)"
+
+
+def short_config(config: dict[str, Any], width: int = 500) -> str:
+    """``key=value, ...`` of a configuration, short enough for a run's description."""
+    text = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(config.items())
+    )
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class ProgressLine(Callback):

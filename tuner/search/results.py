@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +13,33 @@ from tuner import __version__
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
+from tuner.search.progress import is_pruned, protocol_reached
 from tuner.spec import SearchSpec
 
 
-def leaderboard(results: Any, metric: str) -> list[dict[str, Any]]:
+def leaderboard(results: Any, metric: str, stopped: Collection[str] = ()) -> list[dict[str, Any]]:
     """One row per trial, best first: completed trials ranked by the metric (ties: lower fold
-    std, then the earlier trial), then pruned trials, then failed ones."""
+    std, then the earlier trial), then pruned trials, trials the time budget stopped, then
+    failed ones. Only a trial that trained its last epoch under the full CV protocol is
+    ``completed``: a trial that stopped with fewer repeats (or epochs) can never be the best.
+    A completed trial's row keeps its per-fold values (``folds``) for paired tests."""
     rows = []
     for order, result in enumerate(results):
         metrics = dict(result.metrics or {})
+        trial_id = metrics.get("trial_id") or Path(result.path).name
         status = "error" if result.error else "completed"
-        if status == "completed" and metrics.get("epoch", 0) < metrics.get("target_epochs", 0):
-            status = "pruned"
+        if status == "completed" and is_pruned(metrics):
+            status = "stopped" if trial_id in stopped else "pruned"
+        per_fold = metrics.get("per_fold") if status == "completed" else None
         rows.append(
             {
-                "trial_id": metrics.get("trial_id") or Path(result.path).name,
+                "trial_id": trial_id,
                 "order": order,
                 "status": status,
                 "epochs": metrics.get("epoch", 0),
+                "protocol": protocol_reached(metrics),
+                "fold_epochs": int(metrics.get("fold_epochs", 0) or 0),
+                "folds": {k: [float(x) for x in v] for k, v in (per_fold or {}).items()},
                 "config": dict(result.config or {}),
                 "metrics": {
                     k: v
@@ -44,7 +54,7 @@ def leaderboard(results: Any, metric: str) -> list[dict[str, Any]]:
 
 def rank(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     sign = 1.0 if mode_of(metric) == "max" else -1.0
-    status_order = {"completed": 0, "pruned": 1, "error": 2}
+    status_order = {"completed": 0, "pruned": 1, "stopped": 2, "error": 3}
 
     def key(row: dict[str, Any]) -> tuple[float, float, float, int]:
         value = row["metrics"].get(metric, math.nan)
@@ -67,7 +77,7 @@ def summarise_search(
     dev: MIMLDataset,
     holdout: MIMLDataset | None,
     board: list[dict[str, Any]],
-    peers: dict[str, dict[str, float]],
+    peers: dict[str, dict[str, Any]],
     uri: str,
     experiment_id: str,
     parent_id: str,
@@ -96,17 +106,22 @@ def summarise_search(
         "holdout_kind": "official test split" if full.has_test_split else "stratified",
         "known_labels": spec.known_labels,
         "bags": {"development": dev.n_bags, "holdout": holdout.n_bags if holdout else 0},
+        "fidelity": spec.fidelity,
         "trials": {
             "total": len(board),
-            **{s: sum(r["status"] == s for r in board) for s in ("completed", "pruned", "error")},
+            **{s: sum(r["status"] == s for r in board) for s in STATUSES},
         },
+        "fold_epochs": sum(r["fold_epochs"] for r in board),
         "best": {
             "trial_id": best["trial_id"],
             "epochs": best["epochs"],
             "seconds": round(float(best["metrics"].get("time_total_s", math.nan)), 1),
             "config": best["config"],
             "metrics": _mean_std(best["metrics"]),
+            "protocol": best["protocol"],
+            "fold_epochs": best["fold_epochs"],
         },
+        "comparisons": compare_with_peers(best, peers, spec.metric),
         # "peer" is the first peer (the summary's shape before there were several).
         "peer": next(
             ({"model": m, "metrics": _mean_std(v)} for m, v in peers.items()),
@@ -120,6 +135,26 @@ def summarise_search(
         },
         "version": __version__,
     }
+
+
+STATUSES = ("completed", "pruned", "stopped", "error")
+
+
+def compare_with_peers(
+    best: dict[str, Any], peers: dict[str, dict[str, Any]], metric: str
+) -> dict[str, dict[str, Any]]:
+    """The best trial against each peer on ``metric``: a paired Wilcoxon signed-rank test over
+    the folds they share (:func:`tuner.stats.paired_wilcoxon`). A peer whose per-fold values
+    are unknown (a search launched by an older miml-tune) is left out."""
+    from tuner.stats import paired_wilcoxon
+
+    ours = (best.get("folds") or {}).get(metric)
+    out = {}
+    for model, summary in peers.items():
+        theirs = (summary.get("per_fold") or {}).get(metric)
+        if ours and theirs and len(ours) == len(theirs):
+            out[model] = paired_wilcoxon(ours, theirs, mode=mode_of(metric))
+    return out
 
 
 def _mean_std(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -31,7 +31,7 @@ def log_parent_start(
     full: MIMLDataset,
     dev: MIMLDataset,
     holdout: MIMLDataset | None,
-    peers: dict[str, dict[str, float]],
+    peers: dict[str, dict[str, Any]],
 ) -> None:
     from mlflow.entities import Param
 
@@ -77,5 +77,11 @@ def log_parent_end(
     metrics = {f"best.{k}": v["mean"] for k, v in best["metrics"].items()}
     metrics |= {f"best.{k}_std": v["std"] for k, v in best["metrics"].items()}
     metrics |= {f"trials.{k}": float(v) for k, v in summary["trials"].items()}
+    metrics["fold_epochs"] = float(summary.get("fold_epochs", 0))
+    for peer, test in (summary.get("comparisons") or {}).items():
+        metrics[f"vs.{peer}.p_value"] = test["p_value"]
+        metrics[f"vs.{peer}.mean_difference"] = test["mean_difference"]
     tracking.log_metrics(mlflow, parent_id, tracking.numeric_metrics(metrics), step=0)
     mlflow.set_tag(parent_id, "miml_tune.best_trial", best["trial_id"])
+    for peer, test in (summary.get("comparisons") or {}).items():
+        mlflow.set_tag(parent_id, f"miml_tune.vs.{peer}", test["verdict"])

@@ -9,7 +9,8 @@ from typing import Any
 from ray.tune import Callback
 
 from tuner import tracking
-from tuner.search.progress import is_pruned
+from tuner.search.budget import TimeBudget
+from tuner.search.progress import is_pruned, protocol_reached, short_config
 from tuner.tracking import APPLICATION_ERROR
 
 
@@ -34,11 +35,14 @@ class TrialRuns(Callback):
         experiment_id: str,
         parent_run_id: str,
         experiment_folder: str | None = None,
+        budget: TimeBudget | None = None,
     ) -> None:
         self.uri = uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.experiment_folder = experiment_folder
+        self.budget = budget
+        self.stopped: set[str] = set()  # trials the time budget stopped
         self.runs: dict[str, str] = {}
         self.earlier: dict[str, str] = {}  # trial id -> run id, from an earlier driver
         self.last: dict[str, dict[str, Any]] = {}
@@ -125,9 +129,10 @@ class TrialRuns(Callback):
 
         run = self.mlflow.create_run(
             self.experiment_id,
-            run_name=str(trial),
+            run_name=f"trial-{trial.trial_id}",
             tags={
                 "mlflow.parentRunId": self.parent_run_id,
+                "mlflow.note.content": short_config(trial.config),
                 tracking.ROLE_TAG: "trial",
                 tracking.TRIAL_TAG: trial.trial_id,
                 tracking.STATUS_TAG: "running",
@@ -178,17 +183,25 @@ class TrialRuns(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         last = self.last.get(trial.trial_id) or trial.last_result or {}
-        self._finish(trial.trial_id, run_id, "FINISHED", self._finished_tags(last))
+        tags = self._finished_tags(last)
+        if tags[tracking.STATUS_TAG] == "stopped":
+            self.stopped.add(trial.trial_id)
+        self._finish(trial.trial_id, run_id, "FINISHED", tags)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
         message = self.errors.get(trial.trial_id) or tracking.trial_error_message(trial)
         self._finish(trial.trial_id, run_id, "FAILED", self._error_tags(message))
 
-    @staticmethod
-    def _finished_tags(last: dict[str, Any]) -> dict[str, str]:
+    def _finished_tags(self, last: dict[str, Any]) -> dict[str, str]:
         status = "pruned" if is_pruned(last) else "completed"
-        return {tracking.STATUS_TAG: status, "miml_tune.epochs": str(last.get("epoch", 0))}
+        if status == "pruned" and self.budget is not None and self.budget.spent:
+            status = "stopped"  # still training when the search's time budget ran out
+        return {
+            tracking.STATUS_TAG: status,
+            "miml_tune.epochs": str(last.get("epoch", 0)),
+            "miml_tune.protocol": protocol_reached(last),
+        }
 
     @staticmethod
     def _error_tags(message: str) -> dict[str, str]:
