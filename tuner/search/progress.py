@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ray.tune import Callback
@@ -16,12 +17,20 @@ from tuner.metrics import is_better
 
 class SearcherCheck(Callback):
     """Checks, as a resumed experiment starts and before any trial, that the searcher Tune runs
-    is the restored one: an Optuna searcher with ``sampler`` whose study holds at least
-    ``finished`` finished trials. Ray Tune has restored experiments with a plain random search
-    in place of the configured searcher; a search never goes on like that."""
+    is the restored one: the search's Optuna searcher with ``sampler``, restored by Tune from its
+    saved state, whose study holds at least ``finished`` finished trials. Ray Tune has restored
+    experiments with a plain random search in place of the configured searcher (Ray issue
+    30861); a search never goes on like that.
 
-    def __init__(self, searcher: Any, sampler: str, finished: int) -> None:
-        self.searcher = searcher
+    Args:
+        running: returns the searcher Tune runs (``None`` when Tune set up none of the search's
+            own, see :func:`tuner.search.algorithms.running_searcher`).
+        sampler: the sampler class the search was launched with.
+        finished: trials Tune's saved experiment holds as finished.
+    """
+
+    def __init__(self, running: Callable[[], Any], sampler: str, finished: int) -> None:
+        self.running = running
         self.sampler = sampler
         self.finished = finished
 
@@ -32,22 +41,28 @@ class SearcherCheck(Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
-        from tuner.search.algorithms import describe_searcher, finished_in_study
+        from tuner.search.algorithms import describe_searcher, finished_in_study, was_restored
 
-        kind, sampler = describe_searcher(self.searcher)
-        told = finished_in_study(self.searcher)
-        if kind != "OptunaSearch" or sampler != self.sampler or told < self.finished:
+        searcher = self.running()
+        kind, sampler = describe_searcher(searcher)
+        told = finished_in_study(searcher)
+        restored = was_restored(searcher)
+        same = kind == "OptunaSearch" and sampler == self.sampler
+        if not same or told < self.finished or not restored:
+            how = "" if restored or kind != "OptunaSearch" else " not restored from its saved state"
             raise MimlTuneError(
-                f"the resumed search runs {kind} with {sampler} holding {told} finished trials, "
-                f"not OptunaSearch with {self.sampler} holding {self.finished}; stopped before "
-                "any trial ran (launch again with --overwrite)"
+                f"the resumed search runs {kind} with {sampler}{how} holding {told} finished "
+                f"trials, not the restored OptunaSearch with {self.sampler} holding "
+                f"{self.finished}; stopped before any trial ran (launch again with --overwrite)"
             )
 
 
 def is_pruned(last_result: dict[str, Any]) -> bool:
     """A trial that stopped before its own last epoch, or before it was measured on every fold
     of the protocol (CV repeats as a fidelity), was stopped early: it cannot be the best."""
-    early = int(last_result.get("epoch", 0)) < int(last_result.get("target_epochs", 0))
+    if "epoch" not in last_result:
+        return True  # stopped before its first report
+    early = int(last_result["epoch"]) < int(last_result.get("target_epochs", 0))
     return early or float(last_result.get("full_protocol", 1.0)) < 1.0
 
 

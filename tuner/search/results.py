@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -11,6 +12,7 @@ from typing import Any
 
 from tuner import __version__
 from tuner.data import MIMLDataset
+from tuner.data.registry import resolve_dataset
 from tuner.errors import MimlTuneError
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 from tuner.search.progress import is_pruned, protocol_reached
@@ -85,9 +87,16 @@ def summarise_search(
     completed = [r for r in board if r["status"] == "completed"]
     if not completed:
         errors = "; ".join(r["error"] for r in board if r["error"])[:500]
+        stopped = sum(r["status"] == "stopped" for r in board)
         raise MimlTuneError(
             f"search {name!r} finished with no completed trial"
             + (f" (errors: {errors})" if errors else "")
+            + (
+                f"; the time budget stopped {stopped} trial(s) before any completed under the "
+                "full protocol: give it more time (--time-budget), or resume it"
+                if stopped
+                else ""
+            )
         )
     best = completed[0]
     return {
@@ -96,6 +105,7 @@ def summarise_search(
         "model": spec.model,
         "dataset": full.name,
         "dataset_fingerprint": full.fingerprint(),
+        "data": data_file(spec, full),
         "metric": spec.metric,
         "mode": spec.mode,
         "seed": spec.seed,
@@ -138,6 +148,28 @@ def summarise_search(
 
 
 STATUSES = ("completed", "pruned", "stopped", "error")
+
+
+def data_file(spec: SearchSpec, full: MIMLDataset) -> dict[str, Any]:
+    """The file the search read, beside the dataset its space names: ``name`` (the file's name),
+    ``path``, ``space_dataset`` and ``matches_space``: false when the file's name is neither the
+    space's dataset nor its registered file (``--data other.arff`` for a space on birds), so that
+    a summary never calls other data by the space's name."""
+    path = Path(full.source)
+    names = {Path(spec.dataset).stem}
+    with contextlib.suppress(MimlTuneError):  # the space names a file, not a registered dataset
+        names.add(Path(resolve_dataset(spec.dataset).filename).stem)
+    stem = _comparable(path.stem)
+    return {
+        "name": path.name,
+        "path": full.source,
+        "space_dataset": spec.dataset,
+        "matches_space": any(_comparable(n) in stem for n in names),
+    }
+
+
+def _comparable(name: str) -> str:
+    return name.lower().replace("-", "_")
 
 
 def compare_with_peers(
