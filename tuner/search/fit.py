@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from tuner import tracking
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError, first_line
 from tuner.search.algorithms import (
+    JOURNAL_FILE,
     describe_searcher,
     finished_in_study,
+    forget_searcher,
     make_searcher,
     repeats_schedule,
+    running_searcher,
     sampler_for,
     scheduler_for,
 )
@@ -61,6 +69,114 @@ def search_trainable(
         raise
 
 
+class DriverCallbacks(Callback):
+    """The callbacks of a search's Tune run config: what Tune pickles (into its ``tuner.pkl``)
+    is only the search folder's URI; every hook goes to the live callbacks that the driver running
+    the search registered under it in this process (:func:`fit_tuner`). A resumed search thus
+    runs its own driver's callbacks, nothing is swapped into Tune's restored configuration."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def live(self) -> list[Any]:
+        driver = _DRIVERS.get(self.key)
+        if driver is None:
+            raise MimlTuneError(
+                f"no miml-tune driver runs the search at {self.key} in this process; continue "
+                "it with `miml-tune resume`, not with Ray Tune directly"
+            )
+        return driver.callbacks
+
+    def _each(self, hook: str, **info: Any) -> None:
+        for callback in self.live():
+            getattr(callback, hook)(**info)
+
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        self._each(
+            "setup", stop=stop, num_samples=num_samples, total_num_samples=total_num_samples,
+            **info,
+        )  # fmt: skip
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._each("on_step_begin", iteration=iteration, trials=trials, **info)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._each("on_step_end", iteration=iteration, trials=trials, **info)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_start", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_restore", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_save", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self._each(
+            "on_trial_result", iteration=iteration, trials=trials, trial=trial, result=result,
+            **info,
+        )  # fmt: skip
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_complete", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_recover", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._each("on_trial_error", iteration=iteration, trials=trials, trial=trial, **info)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        self._each(
+            "on_checkpoint", iteration=iteration, trials=trials, trial=trial,
+            checkpoint=checkpoint, **info,
+        )  # fmt: skip
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._each("on_experiment_end", trials=trials, **info)
+
+
+class DriverStopper(Stopper):
+    """The stopper of a search's Tune run config, pickled as the search folder's URI: it asks
+    the driver's live :class:`~tuner.search.budget.TimeBudget` (registered under that URI), the
+    one the driver's summary and trial runs read."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def budget(self) -> TimeBudget | None:
+        driver = _DRIVERS.get(self.key)
+        return driver.budget if driver is not None else None
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        budget = self.budget()
+        return budget is not None and budget(trial_id, result)
+
+    def stop_all(self) -> bool:
+        budget = self.budget()
+        return budget is not None and budget.stop_all()
+
+
+@dataclass
+class _Driver:
+    callbacks: list[Any]
+    budget: TimeBudget | None
+
+
+_DRIVERS: dict[str, _Driver] = {}  # search folder URI -> what its driver runs in this process
+
+
 def fit_tuner(
     spec: SearchSpec,
     dev: MIMLDataset,
@@ -98,33 +214,32 @@ def fit_tuner(
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
     progress = ProgressLine(spec.metric, spec.trials, stream=options.progress)
-    run_config = tune.RunConfig(
-        name=folder.name,
-        storage_path=folder.root,
-        callbacks=[trial_runs, progress],
-        verbose=0,
-        failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        stop=budget,
-    )
+    callbacks: list[Any] = [trial_runs, progress]
     resumed: dict[str, Any] | None = None
+    running = functools.partial(running_searcher, folder.uri)
+    forget_searcher(folder.uri)  # whatever a fit before this one in the process set up
     if restore:
-        tuner, searcher, resumed = _restore_tuner(spec, folder, trainable)
+        # Tune restores the run config the launch pickled (DriverCallbacks and DriverStopper
+        # under this folder's URI): they find this driver's callbacks and budget.
+        tuner, resumed = _restore_tuner(spec, folder, trainable)
         progress.count_restored(resumed["trials_before"])
-        internal = tuner._local_tuner
-        check = SearcherCheck(searcher, resumed["sampler"], resumed["trials_before"])
-        run_config.callbacks = [check, *(run_config.callbacks or [])]
-        internal._run_config.callbacks = run_config.callbacks
-        internal._run_config.failure_config = run_config.failure_config
-        internal._run_config.verbose = 0
-        internal._run_config.stop = budget
+        check = SearcherCheck(running, resumed["sampler"], resumed["trials_before"])
+        callbacks = [check, *callbacks]
     else:
-        searcher = make_searcher(spec)
+        run_config = tune.RunConfig(
+            name=folder.name,
+            storage_path=folder.root,
+            callbacks=[DriverCallbacks(folder.uri)],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            stop=DriverStopper(folder.uri) if budget is not None else None,
+        )
         tuner = tune.Tuner(
             trainable,
             param_space=spec.param_space(),
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=make_searcher(spec, folder),
                 scheduler=scheduler_for(spec),
                 num_samples=spec.trials,
                 max_concurrent_trials=concurrency,
@@ -135,37 +250,42 @@ def fit_tuner(
             ),
             run_config=run_config,
         )
-    # Ray's driver prints the raylet's notices (a worker that died, say) on stdout, which is
-    # the summary's (launch --json): they go to stderr, with the progress line.
-    with contextlib.redirect_stdout(sys.stderr):
-        results = tuner.fit()
-    analysis = getattr(results, "_experiment_analysis", None)  # Tune's Trial objects
-    unfinished = [
-        t for t in getattr(analysis, "trials", []) if t.status not in ("TERMINATED", "ERROR")
-    ]
+    _DRIVERS[folder.uri] = _Driver(callbacks, budget)
+    try:
+        # Ray's driver prints the raylet's notices (a worker that died, say) on stdout, which is
+        # the summary's (launch --json): they go to stderr, with the progress line.
+        with contextlib.redirect_stdout(sys.stderr):
+            results = tuner.fit()
+    finally:
+        _DRIVERS.pop(folder.uri, None)
+    ended = results.num_terminated + results.num_errors
     spent = budget is not None and budget.spent
-    if unfinished or (len(results) < spec.trials and not spent):
+    if ended < len(results) or (len(results) < spec.trials and not spent):
         # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
         raise KeyboardInterrupt(
-            f"search interrupted with {len(results) - len(unfinished)} of {spec.trials} trials "
-            f"done; continue it with `miml-tune resume --name {folder.name}`"
+            f"search interrupted with {ended} of {spec.trials} trials done; continue it with "
+            f"`miml-tune resume --name {folder.name}`"
         )
     if resumed is not None:
         # The searcher that ran is the one restored and checked, and it saw every trial.
+        searcher = running()
         resumed["searcher"], resumed["sampler"] = describe_searcher(searcher)
+        resumed["restored_by_tune"] = resumed["searcher"]
         resumed["trials_after"] = finished_in_study(searcher)
+    forget_searcher(folder.uri)
     return results, resumed
 
 
 def _restore_tuner(
     spec: SearchSpec, folder: RunFolder, trainable: Any
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Tune's experiment restored, with the searcher restored from the experiment folder and
-    checked: an Optuna searcher with the configured sampler whose study holds every trial that
-    had finished. Ray Tune has restored experiments with a plain random search in place of the
-    configured searcher; a search never goes on like that."""
+) -> tuple[Any, dict[str, Any]]:
+    """Tune's experiment restored, after its saved searcher state is checked: the search's
+    Optuna searcher, saved for this folder, with the configured sampler, whose study holds every
+    trial that had finished. Tune runs the searcher the launch pickled and restores it from that
+    state as the run starts; :class:`SearcherCheck` checks it again there, before any trial.
+    Ray Tune has restored experiments with a plain random search in place of the configured
+    searcher; a search never goes on like that."""
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
     try:
         tuner = tune.Tuner.restore(
@@ -182,15 +302,16 @@ def _restore_tuner(
             f"cannot restore the Tune experiment at {folder.uri}: {first}; launch the search "
             "again with --overwrite"
         ) from None
-    internal: Any = tuner._local_tuner
-    restored = describe_searcher(internal._tune_config.search_alg)[0]
+    if not folder.is_uri and not (Path(folder.path) / JOURNAL_FILE).is_file():
+        raise MimlTuneError(
+            f"the search at {folder.uri} has no stored Optuna study ({JOURNAL_FILE}): it was "
+            "launched by an older miml-tune; launch it again with --overwrite"
+        )
     finished = finished_trials(folder)
     expected = type(sampler_for(spec.sampler, spec.seed, spec.trials)).__name__
-    # Whatever Tune unpickled, the searcher that continues is one built as the launch built it;
-    # Tune gives it the saved state of the launch's searcher (its Optuna study) as the run
-    # starts, and SearcherCheck checks that before the first trial. The saved state is checked
-    # here first, on a copy, so that a search that cannot go on fails before Ray does anything.
-    check = make_searcher(spec)
+    # The saved state is checked first, on a copy, so that a search that cannot go on fails
+    # before Ray does anything.
+    check = make_searcher(spec, folder)
     with tempfile.TemporaryDirectory(prefix="mt-searcher-") as tmp:
         if download_searcher_state(folder, Path(tmp)) is None:
             raise MimlTuneError(
@@ -199,20 +320,20 @@ def _restore_tuner(
                 "with --overwrite"
             )
         check.restore_from_dir(tmp)
-    sampler = describe_searcher(check)[1]
-    told = finished_in_study(check)
-    if not isinstance(check, OptunaSearch) or sampler != expected or told < len(finished):
+    if check.key != folder.uri:
+        # Its study's journal is where the search was launched (or it has none).
+        whose = f"the search at {check.key}" if check.key else "an older miml-tune"
         raise MimlTuneError(
-            f"the searcher saved at {folder.uri} is {type(check).__name__} with {sampler} and "
-            f"{told} finished trials, not OptunaSearch with {expected} and {len(finished)}; "
-            "refusing to go on with a different search (launch again with --overwrite)"
+            f"the searcher saved at {folder.uri} was saved by {whose}; resume a search where it "
+            "was launched, or launch it again with --overwrite"
         )
-    searcher = make_searcher(spec)
-    internal._tune_config.search_alg = searcher
-    info = {
-        "searcher": type(searcher).__name__,
-        "sampler": sampler,
-        "trials_before": len(finished),
-        "restored_by_tune": restored,
-    }
-    return tuner, searcher, info
+    kind, sampler = describe_searcher(check)
+    told = finished_in_study(check)
+    if kind != "OptunaSearch" or sampler != expected or told < len(finished):
+        raise MimlTuneError(
+            f"the searcher saved at {folder.uri} is {kind} with {sampler} and {told} finished "
+            f"trials, not OptunaSearch with {expected} and {len(finished)}; refusing to go on "
+            "with a different search (launch again with --overwrite)"
+        )
+    info = {"searcher": kind, "sampler": sampler, "trials_before": len(finished)}
+    return tuner, info
