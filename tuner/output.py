@@ -19,8 +19,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     best, peer = summary["best"], summary["peer"]
     cv = summary["cv"]
     trials = summary["trials"]
+    data = summary.get("data") or {}
+    on = data.get("name") or summary["dataset"]
+    if data and not data.get("matches_space", True):
+        on += f" (the space's dataset: {data['space_dataset']})"
     lines = [
-        f"search {summary['name']!r}: {summary['model']} on {summary['dataset']} "
+        f"search {summary['name']!r}: {summary['model']} on {on} "
         f"({summary['bags']['development']} development bags, "
         f"{summary['bags']['holdout']} held out), "
         f"{cv['repeats']}x{cv['folds']}-fold CV, seed {summary['seed']}",

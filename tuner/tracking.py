@@ -150,6 +150,32 @@ def log_metrics(mlflow_client: Any, run_id: str, metrics: Mapping[str, float], s
         mlflow_client.log_batch(run_id, metrics=batch[start : start + 500])
 
 
+def log_dataset_input(
+    mlflow_client: Any, run_id: str, dataset: Mapping[str, str], context: str = "training"
+) -> None:
+    """Logs a dataset as an input of a run, so the MLflow UI's Dataset column names it.
+
+    Args:
+        mlflow_client: an ``MlflowClient``.
+        run_id: the run.
+        dataset: ``name``, ``digest`` (the data's fingerprint), ``source`` (the file's path) and
+            ``profile`` (a JSON object of its sizes), as :func:`tuner.search.runs.mlflow_dataset`
+            gives them.
+        context: the ``mlflow.data.context`` tag of the input.
+    """
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    entity = Dataset(
+        name=dataset["name"],
+        digest=dataset["digest"],
+        source_type="local",
+        source=json.dumps({"uri": dataset["source"]}),
+        profile=dataset.get("profile"),
+    )
+    tags = [InputTag(key="mlflow.data.context", value=context)]
+    mlflow_client.log_inputs(run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+
+
 def trial_error_message(trial: Any) -> str:
     """The last meaningful line of a failed trial's error (the exception type and message)."""
     text = ""

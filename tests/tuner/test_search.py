@@ -63,6 +63,19 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
     assert parent.data.params["seed"] == "0"
     assert parent.data.tags["miml_tune.dataset_fingerprint"] == summary["dataset_fingerprint"]
     assert parent.data.tags["miml_tune.version"]
+    # The data file by name, and as the runs' MLflow dataset input (the UI's Dataset column).
+    source = parent.data.params["dataset_source"]
+    assert summary["data"] == {
+        "name": Path(source).name,
+        "path": source,
+        "space_dataset": "birds",
+        "matches_space": True,
+    }
+    for run in (parent, children[0]):
+        (logged,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert logged.dataset.digest == summary["dataset_fingerprint"]
+        assert logged.dataset.name == "birds"
+        assert json.loads(logged.dataset.source) == {"uri": source}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.yaml", "best_config.json", "leaderboard.csv", "best.json"} <= artifacts
     board = Path(client.download_artifacts(parent.info.run_id, "leaderboard.csv")).read_text()

@@ -29,7 +29,7 @@ from tuner.search.options import (
     valid_name,
 )
 from tuner.search.results import leaderboard, summarise_search
-from tuner.search.runs import data_tags, log_parent_end, log_parent_start
+from tuner.search.runs import data_tags, log_parent_end, log_parent_start, mlflow_dataset
 from tuner.search.storage import (
     RunFolder,
     check_storage,
@@ -288,7 +288,10 @@ class _SearchRun:
             if before is not None:
                 before()
             budget = TimeBudget(self.spec.time_budget) if self.spec.time_budget else None
-            trial_runs = TrialRuns(uri, experiment_id, parent_id, self.folder.uri, budget)
+            trial_runs = TrialRuns(
+                uri, experiment_id, parent_id, self.folder.uri, budget,
+                dataset=mlflow_dataset(self.spec, self.full),
+            )  # fmt: skip
             if restore:
                 trial_runs.adopt_existing_runs(tune_trials(self.folder))
             search_started = time.monotonic()

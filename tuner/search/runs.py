@@ -9,7 +9,7 @@ from typing import Any
 from tuner import tracking
 from tuner.data import MIMLDataset
 from tuner.search.options import DATA_PATH_TAG, LaunchOptions
-from tuner.search.results import leaderboard_csv
+from tuner.search.results import data_file, leaderboard_csv
 from tuner.spec import SearchSpec
 
 
@@ -22,6 +22,25 @@ def data_tags(options: LaunchOptions) -> dict[str, str]:
         if getattr(options, key):
             tags[f"miml_tune.{key}"] = str(getattr(options, key))
     return tags
+
+
+def mlflow_dataset(spec: SearchSpec, full: MIMLDataset) -> dict[str, str]:
+    """The search's data as an MLflow dataset input (see :func:`tuner.tracking.log_dataset_input`):
+    named as the summary names it, its fingerprint as the digest. A small dict of strings, so the
+    trial-run callback can carry it to Ray and back."""
+    data = data_file(spec, full)
+    profile = {
+        "bags": full.n_bags,
+        "instances": full.n_instances,
+        "features": full.n_features,
+        "labels": full.n_labels,
+    }
+    return {
+        "name": full.name if data["matches_space"] else data["name"],
+        "digest": full.fingerprint(),
+        "source": full.source,
+        "profile": json.dumps(profile),
+    }
 
 
 def log_parent_start(
@@ -57,6 +76,7 @@ def log_parent_start(
         "known_labels": spec.known_labels,
     }
     mlflow.log_batch(parent_id, params=[Param(k, str(v)) for k, v in params.items()])
+    tracking.log_dataset_input(mlflow, parent_id, mlflow_dataset(spec, full))
     mlflow.log_text(parent_id, spec.text or json.dumps(spec.to_dict(), indent=2), "space.yaml")
     mlflow.log_dict(parent_id, spec.to_dict(), "space_effective.json")
     for i, (model, summary) in enumerate(peers.items()):

@@ -36,8 +36,11 @@ class TrialRuns(Callback):
         parent_run_id: str,
         experiment_folder: str | None = None,
         budget: TimeBudget | None = None,
+        *,
+        dataset: dict[str, str] | None = None,
     ) -> None:
         self.uri = uri
+        self.dataset = dataset
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.experiment_folder = experiment_folder
@@ -142,6 +145,8 @@ class TrialRuns(Callback):
         self.runs[trial.trial_id] = run_id
         params = tracking.flatten_params(trial.config)
         self.mlflow.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        if self.dataset is not None:
+            tracking.log_dataset_input(self.mlflow, run_id, self.dataset)
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
