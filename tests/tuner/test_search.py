@@ -122,7 +122,7 @@ def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> No
 
         source = MlflowClient(tracking_uri=uri).get_run(parent).data.params["dataset_source"]
         assert source == str(shared.resolve())
-    assert summary["trials"] == {"total": 3, "completed": 2, "pruned": 0, "error": 1}
+    assert summary["trials"] == {"total": 3, "completed": 2, "pruned": 0, "stopped": 0, "error": 1}
     assert summary["best"]["config"]["lr"] == 1.0e-3
 
     from mlflow.tracking import MlflowClient
