@@ -73,7 +73,7 @@ def test_a_trial_whose_worker_dies_is_retried_in_the_same_run(workdir: Path) -> 
     assert proc.returncode == 0, err[-3000:]
     assert_gone(started, timeout=30)
     summary = json.loads(out)
-    assert summary["trials"] == {"total": 2, "completed": 2, "pruned": 0, "error": 0}
+    assert summary["trials"] == {"total": 2, "completed": 2, "pruned": 0, "stopped": 0, "error": 0}
 
     from mlflow.tracking import MlflowClient
 
