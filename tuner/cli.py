@@ -280,11 +280,17 @@ def ui(port: int, tracking_uri: str | None) -> None:
 @click.option(
     "--force", is_flag=True, help="Resume a search marked running on another machine (gone)."
 )
+@click.option(
+    "--time-budget",
+    type=str,
+    help="Wall time for the resumed run (90s, 30m, 2h) [the search's own budget, afresh].",
+)
 @_JSON
 def resume(as_json: bool, **options: Any) -> None:
     """Continue an interrupted search: finished trials stay, the sampler keeps its history."""
     from tuner.search import resume as run_resume
 
+    options["time_budget"] = _duration(options.pop("time_budget"))
     _emit(run_resume(options.pop("name"), **options), as_json)
 
 

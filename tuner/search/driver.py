@@ -132,12 +132,14 @@ def resume(
     data: str | None = None,
     force: bool = False,
     progress: TextIO | None = None,
+    time_budget: float | None = None,
 ) -> dict[str, Any]:
     """Continues an interrupted search and returns its summary (as :func:`launch` does).
 
     ``data`` reads the search's data from a new path (it must be the same data: the fingerprint
     is checked). ``force`` resumes a search whose state says it runs on another machine, whose
-    driver cannot be checked from here (a lost head node, a deleted pod).
+    driver cannot be checked from here (a lost head node, a deleted pod). A search that had a
+    time budget gets it afresh, or ``time_budget`` seconds.
 
     The search's state file (under ``storage/name``) holds what the launch used: the effective
     space, the data file and keys, the trial resources, the parent run. Tune restores its own
@@ -186,6 +188,8 @@ def resume(
     except MimlTuneError as exc:
         raise MimlTuneError(f"cannot resume search {name}: {exc}") from None
     spec = dataclasses.replace(spec, text=state.get("space_text") or "")
+    if time_budget is not None:
+        spec = spec.with_overrides(time_budget=time_budget)
     saved_data = state.get("data") or {}
     saved = state.get("options") or {}
     options = LaunchOptions(
