@@ -3,6 +3,8 @@ a trial), the metrics a search reports, the peers scored on the search's folds."
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,3 +101,28 @@ def run_peers(
         return {m: {**r.summary, "per_fold": r.per_fold} for m, r in results.items()}
     finally:
         torch.set_num_threads(before)
+
+
+class Background:
+    """Runs ``fn`` in a thread of the driver: the search does not wait for work it needs only
+    later (the peers' CV while the trials train, the data while Ray starts). :meth:`result`
+    waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # handed to the thread that waits for the result
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"miml-tune-{name}", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

@@ -18,7 +18,7 @@ from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError
 from tuner.search.budget import TimeBudget
 from tuner.search.cluster import check_resources, check_shared_storage, start_ray
-from tuner.search.data import prepare_data, run_peers, search_metrics
+from tuner.search.data import Background, prepare_data, run_peers, search_metrics
 from tuner.search.fit import fit_tuner
 from tuner.search.options import (
     MAX_FAILURES,
@@ -29,7 +29,7 @@ from tuner.search.options import (
     valid_name,
 )
 from tuner.search.results import leaderboard, summarise_search
-from tuner.search.runs import data_tags, log_parent_end, log_parent_start, mlflow_dataset
+from tuner.search.runs import data_tags, log_parent_end, log_parent_start, log_peers, mlflow_dataset
 from tuner.search.storage import (
     RunFolder,
     check_storage,
@@ -70,11 +70,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     start_ray(options.address)
     check_resources(options)
     check_shared_storage(folder, options)
-
-    peer_started = time.monotonic()
-    metrics = search_metrics(dev)
-    peers = run_peers(spec, dev, protocol, metrics, threads=options.cpus_per_trial)
-    timing = {"peer_seconds": round(time.monotonic() - peer_started, 1)}
+    timing: dict[str, float] = {"startup_seconds": round(time.monotonic() - started, 1)}
 
     mlflow = tracking.client(uri)
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
@@ -112,14 +108,14 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
             "gpus_per_trial": options.gpus_per_trial,
             "max_failures": options.max_failures,
         },
-        "peers": peers,
+        "peers": None,  # filled when the peers' CV, which runs beside the trials, ends
         "version": __version__,
     }
     run = _SearchRun(spec, name, full, dev, holdout, protocol, folder, options, state, mlflow)
     return run.execute(
         timing,
         started,
-        before=lambda: log_parent_start(mlflow, parent_id, spec, full, dev, holdout, peers),
+        before=lambda: log_parent_start(mlflow, parent_id, spec, full, dev, holdout),
     )
 
 
@@ -240,7 +236,7 @@ def resume(
     resumes = int(parent.data.tags.get("miml_tune.resumes", "0")) + 1
     mlflow.set_tag(parent_id, "miml_tune.resumes", str(resumes))
     run = _SearchRun(spec, name, full, dev, holdout, protocol, folder, options, state, mlflow)
-    timing = {"peer_seconds": 0.0}
+    timing = {"startup_seconds": round(time.monotonic() - started, 1)}
     return run.execute(timing, started, restore=True)
 
 
@@ -265,6 +261,19 @@ class _SearchRun:
         self.protocol, self.folder, self.options = protocol, folder, options
         self.state = dict(state, driver=driver_info())
         self.mlflow = mlflow
+
+    def _peers_beside(self) -> Background:
+        """The peers' CV on the search's folds, in a driver thread while the trials train: the
+        first trial does not wait for it. Returns ``(peers, seconds)`` when done."""
+
+        def run() -> tuple[dict[str, dict[str, Any]], float]:
+            began = time.monotonic()
+            metrics = search_metrics(self.dev)
+            threads = self.options.cpus_per_trial
+            peers = run_peers(self.spec, self.dev, self.protocol, metrics, threads=threads)
+            return peers, round(time.monotonic() - began, 1)
+
+        return Background(run, "peers")
 
     def _save(self, status: str) -> None:
         self.state["status"] = status
@@ -298,6 +307,7 @@ class _SearchRun:
             )  # fmt: skip
             if restore:
                 trial_runs.adopt_existing_runs(tune_trials(self.folder))
+            peer_job = None if self.state.get("peers") is not None else self._peers_beside()
             search_started = time.monotonic()
             results, resumed = fit_tuner(
                 self.spec, self.dev, self.protocol, self.folder, trial_runs, self.options,
@@ -305,6 +315,9 @@ class _SearchRun:
             )  # fmt: skip
             timing["search_seconds"] = round(time.monotonic() - search_started, 1)
             board = leaderboard(results, self.spec.metric, trial_runs.stopped)
+            if peer_job is not None:
+                self.state["peers"], timing["peer_seconds"] = peer_job.result()
+                log_peers(mlflow, parent_id, self.state["peers"])
             peers = self.state.get("peers") or {}
             summary = summarise_search(
                 self.spec, self.name, self.full, self.dev, self.holdout, board, peers, uri,

@@ -50,7 +50,6 @@ def log_parent_start(
     full: MIMLDataset,
     dev: MIMLDataset,
     holdout: MIMLDataset | None,
-    peers: dict[str, dict[str, Any]],
 ) -> None:
     from mlflow.entities import Param
 
@@ -79,6 +78,10 @@ def log_parent_start(
     tracking.log_dataset_input(mlflow, parent_id, mlflow_dataset(spec, full))
     mlflow.log_text(parent_id, spec.text or json.dumps(spec.to_dict(), indent=2), "space.yaml")
     mlflow.log_dict(parent_id, spec.to_dict(), "space_effective.json")
+
+
+def log_peers(mlflow: Any, parent_id: str, peers: dict[str, dict[str, Any]]) -> None:
+    """The peers' CV metrics on the parent run, as ``peer.<model>.<metric>``."""
     for i, (model, summary) in enumerate(peers.items()):
         values = tracking.numeric_metrics(summary)
         # The first peer also under plain "peer.<metric>", as before there were several.
