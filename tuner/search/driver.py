@@ -314,6 +314,9 @@ class _SearchRun:
                 restore, budget,
             )  # fmt: skip
             timing["search_seconds"] = round(time.monotonic() - search_started, 1)
+            trial_runs.end_open_runs(
+                {str(r.metrics.get("trial_id")): dict(r.metrics) for r in results if r.metrics}
+            )
             board = leaderboard(results, self.spec.metric, trial_runs.stopped)
             if peer_job is not None:
                 self.state["peers"], timing["peer_seconds"] = peer_job.result()

@@ -243,6 +243,19 @@ class TrialRuns(Callback):
             _, run_id, status, tags = self.pending.pop(0)
             self._close(run_id, status, tags)
 
+    def end_open_runs(self, last_results: dict[str, dict[str, Any]]) -> None:
+        """After the experiment ended: closes the runs of trials Tune stopped without a
+        completion hook (trials still training when the time budget ran out), as ``stopped``
+        (or ``pruned``), with their last results ``{trial id: metrics}``."""
+        self.flush()
+        for trial_id, run_id in list(self.runs.items()):
+            last = last_results.get(trial_id) or self.last.get(trial_id) or {}
+            tags = self._finished_tags(last)
+            if tags[tracking.STATUS_TAG] == "stopped":
+                self.stopped.add(trial_id)
+            self._close(run_id, "FINISHED", tags)
+            del self.runs[trial_id]
+
     def close_open_runs(self, status: str = "KILLED") -> None:
         """Ends the runs of trials that never finished (the driver was interrupted)."""
         self.flush()
