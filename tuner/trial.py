@@ -304,17 +304,39 @@ def tune_trainable(
             extra["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         tune.report({**row, **extra})
 
-    run_cv(
-        model,
-        config,
-        data,
-        protocol,
-        max_epochs=max_epochs,
-        metrics=metrics,
-        device=device,
-        report=report,
-        schedule=schedule,
-    )
+    try:
+        run_cv(
+            model,
+            config,
+            data,
+            protocol,
+            max_epochs=max_epochs,
+            metrics=metrics,
+            device=device,
+            report=report,
+            schedule=schedule,
+        )
+    finally:
+        # Tune reuses this worker for the next trial: hand the fold models' memory back to the
+        # system instead of keeping the largest trial's peak for the rest of the search.
+        release_memory()
+
+
+def release_memory() -> None:
+    """Frees what Python and the C allocator hold unused: a garbage collection, then glibc's
+    ``malloc_trim`` (where the C library has it), which returns freed heap pages to the system."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return
 
 
 def _device_name(device: torch.device) -> str:
