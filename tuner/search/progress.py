@@ -149,8 +149,13 @@ class ProgressLine(Callback):
             f"trials {sum(counts.values()) + self.restored}/{self.total}{earlier}: "
             f"{counts['running']} running, "
             f"{counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed | "
-            f"best {self.metric} {best} | {elapsed // 60:02d}:{elapsed % 60:02d}"
+            f"best {self.metric} {best} | {self.fold_epochs()} fold-epochs | "
+            f"{elapsed // 60:02d}:{elapsed % 60:02d}"
         )
+
+    def fold_epochs(self) -> int:
+        """Fold models x epochs trained so far by this driver's trials."""
+        return sum(int(r.get("fold_epochs", 0) or 0) for r in self.last.values())
 
     def _show(self, force: bool = False) -> None:
         """On a terminal, rewrites the line every second; in a log, writes a line when the counts
