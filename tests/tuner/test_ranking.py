@@ -9,6 +9,7 @@ import pytest
 
 from tuner.errors import MimlTuneError
 from tuner.search import leaderboard_csv, rank, sampler_for, scheduler_for
+from tuner.search.algorithms import asha_settings, repeats_schedule, tpe_startup_trials
 from tuner.spec import load_space
 
 
@@ -85,13 +86,19 @@ def test_schedulers_follow_the_space() -> None:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     spec = load_space("birds")
-    asha = scheduler_for(spec)
-    assert isinstance(asha, ASHAScheduler)
-    assert asha._time_attr == "epoch" and asha._max_t == spec.max_epochs
+    assert isinstance(scheduler_for(spec), ASHAScheduler)
+    settings = asha_settings(spec)
+    assert settings["time_attr"] == "epoch" and settings["max_t"] == spec.max_epochs
+    assert settings["metric"] == spec.metric and settings["mode"] == spec.mode
+    short = spec.with_overrides(max_epochs=3)  # a grace period beyond the budget is capped
+    assert asha_settings(short)["grace_period"] == 3
     assert isinstance(scheduler_for(spec.with_overrides(scheduler="fifo")), FIFOScheduler)
+    # The trials' repeats schedule counts on the rungs ASHA places with these settings.
+    assert repeats_schedule(spec).milestones == (5, 15)
+    assert repeats_schedule(spec.with_overrides(fidelity="epochs")) is None
+    assert repeats_schedule(spec.with_overrides(scheduler="fifo")) is None
 
 
 def test_tpe_startup_scales_with_the_budget() -> None:
-    assert sampler_for("tpe", 0, trials=12)._n_startup_trials == 4
-    assert sampler_for("tpe", 0, trials=200)._n_startup_trials == 10
-    assert sampler_for("tpe", 0, trials=2)._n_startup_trials == 3
+    assert [tpe_startup_trials(n) for n in (2, 12, 30, 200)] == [3, 4, 10, 10]
+    assert type(sampler_for("tpe", 0, trials=12)).__name__ == "TPESampler"

@@ -23,7 +23,7 @@ def sampler_for(name: str, seed: int, trials: int = 100) -> Any:
     """
     import optuna
 
-    startup = max(3, min(10, trials // 3))
+    startup = tpe_startup_trials(trials)
     factories: dict[str, Callable[[], Any]] = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
@@ -36,19 +36,30 @@ def sampler_for(name: str, seed: int, trials: int = 100) -> Any:
     return factories[name]()
 
 
+def tpe_startup_trials(trials: int) -> int:
+    """Random trials before TPE models anything: a third of the budget, from 3 to 10."""
+    return max(3, min(10, trials // 3))
+
+
+def asha_settings(spec: SearchSpec) -> dict[str, Any]:
+    """The keyword arguments of the search's ``ASHAScheduler``: rungs on ``epoch``, the epoch
+    the trials' repeats schedule (:func:`repeats_schedule`) counts in too."""
+    return {
+        "time_attr": "epoch",
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "max_t": spec.max_epochs,
+        "grace_period": min(spec.grace_period, spec.max_epochs),
+        "reduction_factor": spec.reduction_factor,
+    }
+
+
 def scheduler_for(spec: SearchSpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="epoch",
-        metric=spec.metric,
-        mode=spec.mode,
-        max_t=spec.max_epochs,
-        grace_period=min(spec.grace_period, spec.max_epochs),
-        reduction_factor=spec.reduction_factor,
-    )
+    return ASHAScheduler(**asha_settings(spec))
 
 
 JOURNAL_FILE = "optuna-journal.log"
