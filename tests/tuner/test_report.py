@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import math
 import re
@@ -33,9 +35,11 @@ from tuner.report import (
     param_importances,
     read_search,
     scaled,
+    search_importances,
     space_domains,
     typed_param,
 )
+from tuner.report.build import write_files
 
 DOMAINS = {
     "lr": FloatDistribution(1e-4, 1e-2, log=True),
@@ -109,6 +113,70 @@ def test_param_importances_say_why_when_there_are_none() -> None:
     assert one == "1 completed trial: importances need at least 2"
     same = param_importances([trial(0, 0.5), trial(1, 0.6)], DOMAINS, "average_precision", "max")
     assert same == "no parameter varies across the 2 completed trials"
+
+
+def _stored_search(folder: Path, name: str, trials: list[TrialRecord], metric: str) -> str:
+    """A search folder ``folder/name`` whose stored Optuna study holds ``trials`` as Ray's
+    OptunaSearch records them (a trial the scheduler stopped is complete, at its last value);
+    returns the folder as the parent run's storage tag names it."""
+    import optuna
+
+    from tuner.search.algorithms import study_storage
+    from tuner.search.storage import search_folder
+
+    where = search_folder(str(folder), name)
+    study = optuna.create_study(study_name=name, storage=study_storage(where), direction="maximize")
+    for t in trials:
+        params = {k: t.params[k] for k in DOMAINS}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=DOMAINS, value=t.value(metric))
+        )
+    return where.uri
+
+
+def test_importances_come_from_the_stored_study_when_it_holds_the_completed_trials(
+    tmp_path: Path,
+) -> None:
+    metric = "average_precision"
+    lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 2e-4, 5e-3, 7e-4]
+    trials = [
+        trial(i, 0.3 + 0.1 * math.log10(lr / 1e-4), lr=lr, k=(3, 5, 7)[i % 3])
+        for i, lr in enumerate(lrs)
+    ]
+    # Stopped by ASHA at a rung: complete in the stored study, left out as it is today.
+    stopped = trial(8, 0.99, status="pruned", lr=1e-4, k=7)
+    storage = _stored_search(tmp_path, "s", [*trials, stopped], metric)
+    record = SearchRecord({"metric": metric}, {}, DOMAINS, [*trials, stopped], "p", "u", storage)
+
+    found = search_importances(record)
+    assert found.stored
+    assert found.source == "importances from the search's stored Optuna study (8 complete trials)"
+    rebuilt = param_importances(record.trials, DOMAINS, metric, "max")
+    assert isinstance(found.values, dict) and isinstance(rebuilt, dict)
+    assert found.values == pytest.approx(rebuilt)  # the same trials as the rebuild
+    assert found.values["lr"] > 0.8
+
+    # A completed trial the stored study lacks (another search of that name since): fall back.
+    extra = trial(9, 0.5, lr=4e-3, k=5)
+    lacking = search_importances(dataclasses.replace(record, trials=[*record.trials, extra]))
+    assert not lacking.stored
+    assert lacking.source == (
+        "importances rebuilt from MLflow runs (9 completed trials): the stored study does not "
+        "hold trial t9 as MLflow does"
+    )
+    gone = search_importances(dataclasses.replace(record, storage=str(tmp_path / "gone" / "s")))
+    assert gone.source == (
+        "importances rebuilt from MLflow runs (8 completed trials): the search's folder "
+        f"{tmp_path / 'gone' / 's'} is not on this machine"
+    )
+    assert gone.values == pytest.approx(rebuilt)
+    untagged = search_importances(dataclasses.replace(record, storage=None))
+    assert untagged.source.endswith(": the parent run does not name the search's folder")
+    remote = search_importances(dataclasses.replace(record, storage="s3://bucket/runs/s"))
+    assert remote.source.endswith(": the search's folder s3://bucket/runs/s is not on this machine")
+    (tmp_path / "empty").mkdir()
+    empty = search_importances(dataclasses.replace(record, storage=str(tmp_path / "empty")))
+    assert empty.source.endswith(f": {tmp_path / 'empty'} holds no stored Optuna study")
 
 
 def test_learning_curves_keep_the_top_trials_and_every_pruned_one() -> None:
@@ -277,6 +345,45 @@ def test_report_of_a_finished_search(finished_search: FinishedSearch, workdir: P
     again = build_report(s.name, s.uri, out, top=1)
     assert Path(again["html"]).is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]
+
+
+@pytest.mark.slow
+def test_report_importances_come_from_the_stored_study(
+    finished_search: FinishedSearch, workdir: Path
+) -> None:
+    s = finished_search
+    record = read_search(s.name, s.uri)
+    assert record.storage is not None
+    assert Path(record.storage).resolve() == (s.workdir / "miml-tune-results" / s.name).resolve()
+    completed = [
+        t
+        for t in record.trials
+        if t.status == "completed" and math.isfinite(t.value(s.summary["metric"]))
+    ]
+    rebuilt = param_importances(record.trials, record.domains, record.metric, record.mode)
+
+    stored = workdir / "stored"
+    stored.mkdir()
+    write_files(record, stored, top=3)
+    data = json.loads((stored / DATA_FILE).read_text())
+    source = f"importances from the search's stored Optuna study ({len(completed)} complete trials)"
+    assert data["importances_source"] == source
+    assert html.escape(source) in (stored / "index.html").read_text()
+    assert data["importances"] == (pytest.approx(rebuilt) if isinstance(rebuilt, dict) else rebuilt)
+
+    # The search's folder is gone (the report runs elsewhere): rebuilt from the MLflow runs.
+    gone = workdir / "gone"
+    gone.mkdir()
+    away = dataclasses.replace(record, storage=str(workdir / "elsewhere" / s.name))
+    write_files(away, gone, top=3)
+    data = json.loads((gone / DATA_FILE).read_text())
+    source = (
+        f"importances rebuilt from MLflow runs ({len(completed)} completed trials): the search's "
+        f"folder {workdir / 'elsewhere' / s.name} is not on this machine"
+    )
+    assert data["importances_source"] == source
+    assert html.escape(source) in (gone / "index.html").read_text()
+    assert data["importances"] == (pytest.approx(rebuilt) if isinstance(rebuilt, dict) else rebuilt)
 
 
 @pytest.mark.slow

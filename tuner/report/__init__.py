@@ -1,11 +1,13 @@
 """The report of a finished search: PNG figures, one self-contained HTML page, a terminal table.
 
 Everything is read back from MLflow (the search's parent run and its trial child runs), so a
-report can be made on any machine that reaches the tracking store, long after the search:
+report can be made on any machine that reaches the tracking store, long after the search (only
+the importances prefer the search's stored Optuna study, where its folder is on this machine):
 
 - ``leaderboard.png``: the top trials' fold-mean metric with fold-std error bars, peers as lines;
 - ``history.png``: each trial's final metric in trial order and the best so far;
-- ``importances.png``: Optuna's fANOVA importances on a study rebuilt from the completed trials;
+- ``importances.png``: Optuna's fANOVA importances of the completed trials, from the search's
+  stored Optuna study where this machine reads it, else from a study rebuilt from the runs;
 - ``parallel.png``: parallel coordinates of the top trials, each parameter scaled to [0, 1];
 - ``curves.png``: fold-mean metric by epoch of the top trials and of every pruned trial;
 - ``peers.png``: the best trial beside each peer model on every metric (CV mean ± std).
@@ -15,14 +17,20 @@ report can be made on any machine that reaches the tracking store, long after th
 under ``report/``.
 
 Layout: :mod:`~tuner.report.records` reads the search back from MLflow,
-:mod:`~tuner.report.importances` computes fANOVA importances over the spec's Optuna
-distributions, :mod:`~tuner.report.figures` draws the PNGs, :mod:`~tuner.report.page` writes the
-HTML page and the terminal table, and :mod:`~tuner.report.build` puts the files in place.
+:mod:`~tuner.report.importances` computes fANOVA importances on the stored study or over the
+spec's Optuna distributions, :mod:`~tuner.report.figures` draws the PNGs,
+:mod:`~tuner.report.page` writes the HTML page and the terminal table, and
+:mod:`~tuner.report.build` puts the files in place.
 """
 
 from tuner.report.build import DATA_FILE, REPORT_KIND, build_report
 from tuner.report.figures import FIGURES, best_so_far, learning_curves, scaled
-from tuner.report.importances import importance_study, param_importances
+from tuner.report.importances import (
+    Importances,
+    importance_study,
+    param_importances,
+    search_importances,
+)
 from tuner.report.records import (
     SearchRecord,
     TrialRecord,
@@ -38,6 +46,7 @@ __all__ = [
     "DATA_FILE",
     "FIGURES",
     "REPORT_KIND",
+    "Importances",
     "SearchRecord",
     "TrialRecord",
     "best_so_far",
@@ -50,6 +59,7 @@ __all__ = [
     "param_importances",
     "read_search",
     "scaled",
+    "search_importances",
     "space_domains",
     "typed_param",
 ]

@@ -27,7 +27,7 @@ from tuner.report.figures import (
     parallel_figure,
     peers_figure,
 )
-from tuner.report.importances import param_importances
+from tuner.report.importances import search_importances
 from tuner.report.page import render_html, summary_table
 from tuner.report.records import SearchRecord, TrialRecord, fetch_curves, read_search
 
@@ -91,11 +91,11 @@ def write_files(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
     shown = [t for i, t in enumerate(ranked) if i < top or t.status == "pruned"]
     fetch_curves(record, shown)
     curves = learning_curves(ranked, top)
-    importances = param_importances(record.trials, record.domains, record.metric, record.mode)
+    importances = search_importances(record)
     figures = {
         "leaderboard": leaderboard_figure(record, ranked[:top]),
         "history": history_figure(record),
-        "importances": importance_figure(record, importances),
+        "importances": importance_figure(record, importances.values),
         "parallel": parallel_figure(record, ranked, top),
         "curves": curves_figure(record, curves),
         "peers": peers_figure(record),
@@ -108,7 +108,8 @@ def write_files(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
         "search": record.summary,
         "parent_run_id": record.parent_run_id,
         "leaderboard": [_trial_row(t, i) for i, t in enumerate(ranked, 1)],
-        "importances": importances,
+        "importances": importances.values,
+        "importances_source": importances.source,
         "learning_curves": [
             {
                 "trial_id": c.trial_id,

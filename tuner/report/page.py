@@ -12,6 +12,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from tuner.metrics import mode_of
 from tuner.report.figures import FIGURES, arrow
+from tuner.report.importances import Importances
 from tuner.report.records import SearchRecord, TrialRecord, comparison_rows, peer_metrics
 from tuner.spec import domain_kind, domain_to_yaml
 
@@ -58,7 +59,7 @@ def _td(text: Any, css: str = "") -> str:
 def render_html(
     record: SearchRecord,
     ranked: Sequence[TrialRecord],
-    importances: dict[str, float] | str,
+    importances: Importances,
     *,
     top: int,
 ) -> str:
@@ -117,8 +118,8 @@ def render_html(
         "bars: fold std); lines: the peer models on the same folds.",
         "history": "Each trial's final metric in the order the search started the trials, and "
         "the best completed trial so far.",
-        "importances": "fANOVA importances (Optuna) on a study rebuilt from the completed trials."
-        + (f" {importances}." if isinstance(importances, str) else ""),
+        "importances": f"fANOVA importances (Optuna) of the completed trials: {importances.source}."
+        + (f" {importances.values}." if isinstance(importances.values, str) else ""),
         "parallel": "Each parameter scaled to its searched domain (categories by index, log "
         "ranges in log), coloured by the metric.",
         "curves": f"Fold-mean {metric} by epoch of the top trials; pruned trials dashed grey.",

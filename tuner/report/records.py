@@ -17,6 +17,8 @@ from tuner import tracking
 from tuner.errors import MimlTuneError
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, mode_of
 
+STORAGE_TAG = "miml_tune.storage"  # the parent run's tag naming the search's folder (its URI)
+
 
 @dataclass
 class TrialRecord:
@@ -49,6 +51,7 @@ class SearchRecord:
     trials: list[TrialRecord]
     parent_run_id: str
     uri: str
+    storage: str | None = None  # the search's folder, where its Optuna study is stored
 
     @property
     def metric(self) -> str:
@@ -80,7 +83,9 @@ def read_search(name: str, uri: str) -> SearchRecord:
     summary = tracking.read_summary(name, uri)
     parent_id = str(summary["mlflow"]["parent_run_id"])
     mlflow = tracking.client(uri)
-    experiment_id = str(mlflow.get_run(parent_id).info.experiment_id)
+    parent = mlflow.get_run(parent_id)
+    experiment_id = str(parent.info.experiment_id)
+    storage = parent.data.tags.get(STORAGE_TAG)
     with tempfile.TemporaryDirectory(prefix="miml-tune-report-") as tmp:
         try:
             path = mlflow.download_artifacts(parent_id, "space_effective.json", tmp)
@@ -108,7 +113,7 @@ def read_search(name: str, uri: str) -> SearchRecord:
     trials.sort(key=lambda t: (t.start_time, t.trial_id))
     for i, trial in enumerate(trials):
         trial.order = i
-    return SearchRecord(summary, space, domains, trials, parent_id, uri)
+    return SearchRecord(summary, space, domains, trials, parent_id, uri, storage)
 
 
 def _trial_runs(mlflow: Any, experiment_id: str, parent_id: str) -> list[Any]:
