@@ -24,9 +24,9 @@ from tuner.search.options import (
     MAX_FAILURES,
     STATE_FILE,
     LaunchOptions,
+    check_name,
     parse_address,
     quiet_libraries,
-    valid_name,
 )
 from tuner.search.results import leaderboard, summarise_search
 from tuner.search.runs import data_tags, log_parent_end, log_parent_start, log_peers, mlflow_dataset
@@ -53,11 +53,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     options = options or LaunchOptions()
     options.validate()
     name = options.name or spec.name
-    if not valid_name(name):
-        raise MimlTuneError(
-            f"search name {name!r} must be letters, digits, '-', '_' or '.', starting with a "
-            "letter or digit; set --name"
-        )
+    check_name(name, "search name", "set --name")
     quiet_libraries()
     started = time.monotonic()
     full, dev, holdout = prepare_data(

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TextIO
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, short
 
 PEER_MODEL = "bag_mean_linear"  # the default peer
 
@@ -62,11 +62,8 @@ class LaunchOptions:
             )
         if self.address is not None:
             parse_address(self.address)
-        if self.name is not None and not valid_name(self.name):
-            raise MimlTuneError(
-                f"--name {self.name!r} must be letters, digits, '-', '_' or '.', "
-                "starting with a letter or digit"
-            )
+        if self.name is not None:
+            check_name(self.name, "--name")
 
 
 def quiet_libraries() -> None:
@@ -78,8 +75,33 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+MAX_NAME_LENGTH = 100
+NAME_RULE = (
+    f"1 to {MAX_NAME_LENGTH} ASCII letters, digits, '-', '_' or '.', starting with a letter or "
+    "digit"
+)
+
+
 def valid_name(name: str) -> bool:
-    return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "-_." for c in name)
+    """Whether ``name`` can name a search: it becomes a folder under ``--storage`` (with
+    suffixes), an MLflow experiment and run names, so it keeps to characters every file system
+    and MLflow store take, and to a length well inside a file name's 255 bytes."""
+    return (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and name.isascii()
+        and name[0].isalnum()
+        and all(c.isalnum() or c in "-_." for c in name)
+    )
+
+
+def check_name(name: str, what: str, fix: str = "") -> None:
+    """Raises the one-line error for a name :func:`valid_name` refuses; ``what`` says where it
+    came from (``--name``), ``fix`` how to set another."""
+    if not valid_name(name):
+        length = f" ({len(name)} characters)" if len(name) > MAX_NAME_LENGTH else ""
+        raise MimlTuneError(
+            f"{what} {short(name, 40)}{length} must be {NAME_RULE}{'; ' + fix if fix else ''}"
+        )
 
 
 def parse_address(address: str) -> str:
