@@ -28,7 +28,8 @@ objects.
 
 Layout: :mod:`~tuner.spec.domains` (a domain: parse, write back, translate for Ray Tune),
 :mod:`~tuner.spec.space` (:class:`SearchSpec` and its checks), :mod:`~tuner.spec.parse` (files
-and names to a :class:`SearchSpec`).
+and names to a :class:`SearchSpec`), :mod:`~tuner.spec.loader` (the YAML rules: duplicate keys
+refused, YAML 1.2 floats such as ``1e-3``, alias expansion bounded).
 """
 
 from tuner.spec.domains import (

@@ -22,7 +22,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from tuner.errors import MimlTuneError, first_line
+from tuner.errors import MimlTuneError, first_line, one_line, short
 
 DOMAIN_KINDS = ("choice", "uniform", "loguniform", "int")
 _CHOICE_TYPES = (str, int, float, bool, type(None))
@@ -45,7 +45,7 @@ def parse_domain(value: Any, source: str, where: str) -> BaseDistribution | None
         if not all(isinstance(v, _CHOICE_TYPES) for v in value):
             raise MimlTuneError(
                 f"{source}: {where} choices must be scalars (strings, numbers, true/false or "
-                f"null), got {value!r}"
+                f"null), got {short(value)}"
             )
         return _build(CategoricalDistribution, source, where, value)
     if not isinstance(value, dict):
@@ -53,28 +53,30 @@ def parse_domain(value: Any, source: str, where: str) -> BaseDistribution | None
     if len(value) != 1 or next(iter(value)) not in DOMAIN_KINDS:
         raise MimlTuneError(
             f"{source}: {where} must be a scalar, a list of choices, or one of "
-            f"{{{', '.join(f'{k}: ...' for k in DOMAIN_KINDS)}}}, got {value!r}"
+            f"{{{', '.join(f'{k}: ...' for k in DOMAIN_KINDS)}}}, got {short(value)}"
         )
     kind, body = next(iter(value.items()))
     if kind == "choice":
         if not isinstance(body, list):
-            raise MimlTuneError(f"{source}: {where}.choice must be a list, got {body!r}")
+            raise MimlTuneError(f"{source}: {where}.choice must be a list, got {short(body)}")
         return parse_domain(body, source, where)
     if (
         not isinstance(body, list)
         or len(body) != 2
         or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in body)
     ):
-        raise MimlTuneError(f"{source}: {where}.{kind} must be [low, high] numbers, got {body!r}")
+        raise MimlTuneError(
+            f"{source}: {where}.{kind} must be [low, high] numbers, got {short(body)}"
+        )
     low, high = body
     if kind == "int" and not all(isinstance(b, int) for b in body):
-        raise MimlTuneError(f"{source}: {where}.int bounds must be integers, got {body!r}")
+        raise MimlTuneError(f"{source}: {where}.int bounds must be integers, got {short(body)}")
     if not low < high:
         raise MimlTuneError(
-            f"{source}: {where}.{kind} is empty: low {low} must be below high {high}"
+            f"{source}: {where}.{kind} is empty: low {short(low)} must be below high {short(high)}"
         )
     if kind == "loguniform" and low <= 0:
-        raise MimlTuneError(f"{source}: {where}.loguniform needs low > 0, got {low}")
+        raise MimlTuneError(f"{source}: {where}.loguniform needs low > 0, got {short(low)}")
     if kind == "int":
         return _build(IntDistribution, source, where, low, high)
     return _build(FloatDistribution, source, where, low, high, log=kind == "loguniform")
@@ -84,7 +86,7 @@ def _build(cls: type[BaseDistribution], source: str, where: str, *args: Any, **k
     try:
         return cls(*args, **kw)
     except ValueError as exc:  # Optuna's own checks, should a case above not catch it first
-        raise MimlTuneError(f"{source}: {where}: {first_line(exc)}") from None
+        raise MimlTuneError(f"{source}: {where}: {one_line(first_line(exc))}") from None
 
 
 def domain_kind(domain: BaseDistribution) -> str:

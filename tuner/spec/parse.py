@@ -9,13 +9,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from optuna.distributions import BaseDistribution
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, short
 from tuner.spec.domains import parse_domain
 from tuner.spec.durations import parse_duration
-from tuner.spec.space import SearchSpec, check_params, check_settings, metric_mode, type_name
+from tuner.spec.loader import dump_yaml, load_yaml
+from tuner.spec.space import (
+    SearchSpec,
+    check_params,
+    check_settings,
+    key_text,
+    metric_mode,
+    type_name,
+)
 
 _TOP_KEYS = {
     "name": "the space's name",
@@ -54,12 +61,12 @@ def space_path(name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
-            raise MimlTuneError(f"space file {name_or_path!r} does not exist")
+            raise MimlTuneError(f"space file {short(name_or_path)} does not exist")
         return candidate
     shipped = _spaces_dir() / f"{name_or_path.strip().lower()}.yaml"
     if not shipped.is_file():
         raise MimlTuneError(
-            f"unknown space {name_or_path!r}; shipped spaces: {', '.join(space_names())} "
+            f"unknown space {short(name_or_path)}; shipped spaces: {', '.join(space_names())} "
             "(or pass the path of a YAML file)"
         )
     return shipped
@@ -70,6 +77,11 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MimlTuneError(f"cannot read space file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise MimlTuneError(
+            f"space file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); a space file is YAML in UTF-8: save it with that encoding"
+        ) from None
 
 
 def load_space(name_or_path: str, *, model: str | None = None) -> SearchSpec:
@@ -110,7 +122,7 @@ def model_space_path(model: str) -> Path:
     path = _spaces_dir() / "models" / f"{key}.yaml"
     if key not in learner_names() or not path.is_file():
         raise MimlTuneError(
-            f"--model {model!r} has no default space; models with one: "
+            f"--model {short(model)} has no default space; models with one: "
             f"{', '.join(model_space_names())}"
         )
     return path
@@ -118,24 +130,21 @@ def model_space_path(model: str) -> Path:
 
 def _with_model(text: str, source: str, model: str) -> SearchSpec:
     path = model_space_path(model)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raw = None
+    raw = load_yaml(text, source)
     if not isinstance(raw, dict):  # parse_space reports it properly
         return parse_space(text, source=source)
-    try:
-        default = yaml.safe_load(_read(path))
-    except yaml.YAMLError:
-        raise MimlTuneError(f"{path}: not valid YAML") from None
+    default = load_yaml(_read(path), str(path))
     if not isinstance(default, dict):
         raise MimlTuneError(f"{path}: a model space must be a mapping of keys")
     _check_keys(default, _MODEL_SPACE_KEYS, str(path), "")
     if default.get("model") != path.stem:
-        raise MimlTuneError(f"{path}: model must be {path.stem!r}, got {default.get('model')!r}")
+        raise MimlTuneError(
+            f"{path}: model must be {path.stem!r}, got {short(default.get('model'))}"
+        )
     merged = dict(raw)
     merged["model"] = path.stem
-    merged["name"] = f"{raw.get('name', 'space')}-{path.stem}"
+    name = raw.get("name", "space")
+    merged["name"] = f"{name}-{path.stem}" if isinstance(name, str) else name
     merged["params"] = default.get("params")
     if "description" in default:
         merged["description"] = default["description"]
@@ -143,20 +152,18 @@ def _with_model(text: str, source: str, model: str) -> SearchSpec:
         if isinstance(default.get(section), dict):
             base = raw.get(section)
             merged[section] = {**(base if isinstance(base, dict) else {}), **default[section]}
-    merged_text = yaml.safe_dump(merged, sort_keys=False)
+    merged_text = dump_yaml(merged)
     return parse_space(merged_text, source=f"{source} with --model {path.stem} ({path.name})")
 
 
 def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
     """Parses and validates the YAML text of a space."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise MimlTuneError(f"{source}: not valid YAML{where}") from None
+    raw = load_yaml(text, source)
     if not isinstance(raw, dict):
-        raise MimlTuneError(f"{source}: a space file must be a mapping of keys, got {raw!r}")
+        raise MimlTuneError(
+            f"{source}: a space file must be a mapping of keys (name: ..., model: ...), got "
+            f"{short(raw)}"
+        )
     _check_keys(raw, _TOP_KEYS, source, "")
     for key in ("name", "model", "dataset", "metric", "params"):
         if key not in raw:
@@ -165,9 +172,13 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
     def get(mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
         value = mapping[key]
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise MimlTuneError(f"{source}: {where}{key} must be {type_name(kind)}, got {value!r}")
+            raise MimlTuneError(
+                f"{source}: {where}{key} must be {type_name(kind)}, got {short(value)}"
+            )
         if not isinstance(value, kind):
-            raise MimlTuneError(f"{source}: {where}{key} must be {type_name(kind)}, got {value!r}")
+            raise MimlTuneError(
+                f"{source}: {where}{key} must be {type_name(kind)}, got {short(value)}"
+            )
         return value
 
     settings: dict[str, Any] = {}
@@ -182,7 +193,8 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
         peers = raw["peers"]
         if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
             raise MimlTuneError(
-                f"{source}: peers must be a list of model names (possibly empty), got {peers!r}"
+                f"{source}: peers must be a list of model names (possibly empty), got "
+                f"{short(peers)}"
             )
         settings["peers"] = tuple(dict.fromkeys(p.strip().lower().replace("-", "_") for p in peers))
     for key in ("seed", "holdout_seed"):
@@ -197,13 +209,13 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
             continue
         block = raw[section]
         if not isinstance(block, dict):
-            raise MimlTuneError(f"{source}: {section} must be a mapping, got {block!r}")
+            raise MimlTuneError(f"{source}: {section} must be a mapping, got {short(block)}")
         _check_keys(block, dict.fromkeys(keys, ""), source, f"{section}.")
         for key in block:
             if section == "budget" and key == "time":
                 value = block[key]
                 settings["time_budget"] = parse_duration(
-                    value if isinstance(value, (str, int, float)) else repr(value),
+                    value if isinstance(value, (str, int, float)) else short(value),
                     what=f"{source}: budget.time",
                 )
                 continue
@@ -223,7 +235,7 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
     params: dict[str, BaseDistribution] = {}
     fixed: dict[str, Any] = {}
     for key, value in params_raw.items():
-        domain = parse_domain(value, source, f"params.{key}")
+        domain = parse_domain(value, source, f"params.{key_text(key)}")
         if domain is None:
             fixed[str(key)] = value
         else:
@@ -247,5 +259,6 @@ def _check_keys(
     for key in block:
         if key not in allowed:
             raise MimlTuneError(
-                f"{source}: unknown key {prefix}{key!r}; allowed keys: {', '.join(allowed)}"
+                f"{source}: unknown key {prefix}{short(key, 60)}; allowed keys: "
+                f"{', '.join(allowed)}"
             )

@@ -15,7 +15,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, one_line, short
 from tuner.spec.domains import domain_kind, domain_size, domain_to_yaml, to_tune
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
@@ -175,13 +175,21 @@ def type_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
 
 
+def key_text(key: Any) -> str:
+    """A key as an error message writes it after a dot (``params.lr``): as it is when it is a
+    short printable word, else quoted and shortened."""
+    if isinstance(key, str) and key.isprintable() and 0 < len(key) <= 60 and " " not in key:
+        return key
+    return short(key, 60)
+
+
 def metric_mode(metric: str, source: str) -> str:
     """The direction of a registered metric."""
     from tuner.metrics import METRICS
 
     if metric not in METRICS:
         raise MimlTuneError(
-            f"{source}: unknown metric {metric!r}; metrics: {', '.join(sorted(METRICS))}"
+            f"{source}: unknown metric {short(metric)}; metrics: {', '.join(sorted(METRICS))}"
         )
     return METRICS[metric].mode
 
@@ -191,7 +199,7 @@ def check_settings(spec: SearchSpec, *, where: str) -> None:
     mode = metric_mode(spec.metric, where)
     if spec.mode != mode:
         raise MimlTuneError(
-            f"{where}: mode {spec.mode!r} contradicts metric {spec.metric!r}, which is "
+            f"{where}: mode {short(spec.mode)} contradicts metric {spec.metric!r}, which is "
             f"{'maximised' if mode == 'max' else 'minimised'} (mode: {mode})"
         )
     checks: list[tuple[str, Any, bool, str]] = [
@@ -229,10 +237,10 @@ def check_settings(spec: SearchSpec, *, where: str) -> None:
     ]
     for key, value, ok, rule in checks:
         if not ok:
-            raise MimlTuneError(f"{where}: {key} must be {rule}, got {value!r}")
+            raise MimlTuneError(f"{where}: {key} must be {rule}, got {short(value)}")
     if spec.fidelity not in FIDELITIES:
         raise MimlTuneError(
-            f"{where}: unknown scheduler.fidelity {spec.fidelity!r}; allowed: "
+            f"{where}: unknown scheduler.fidelity {short(spec.fidelity)}; allowed: "
             f"{', '.join(FIDELITIES)} (repeats: a trial adds CV repeats as it survives ASHA's "
             "rungs; epochs: every repeat from the first epoch)"
         )
@@ -240,22 +248,23 @@ def check_settings(spec: SearchSpec, *, where: str) -> None:
         math.isfinite(spec.time_budget) and spec.time_budget > 0
     ):
         raise MimlTuneError(
-            f"{where}: budget.time must be a positive duration, got {spec.time_budget!r}"
+            f"{where}: budget.time must be a positive duration, got {short(spec.time_budget)}"
         )
     if spec.scheduler not in SCHEDULERS:
         raise MimlTuneError(
-            f"{where}: unknown scheduler {spec.scheduler!r}; allowed: {', '.join(SCHEDULERS)}"
+            f"{where}: unknown scheduler {short(spec.scheduler)}; allowed: {', '.join(SCHEDULERS)}"
         )
     if spec.sampler not in SAMPLERS:
         raise MimlTuneError(
-            f"{where}: unknown sampler {spec.sampler!r}; allowed: {', '.join(SAMPLERS)}"
+            f"{where}: unknown sampler {short(spec.sampler)}; allowed: {', '.join(SAMPLERS)}"
         )
     from tuner.learners import learner_names
 
     for peer in spec.peers:
         if peer not in learner_names():
             raise MimlTuneError(
-                f"{where}: unknown peer {peer!r}; registered models: {', '.join(learner_names())}"
+                f"{where}: unknown peer {short(peer)}; registered models: "
+                f"{', '.join(learner_names())}"
             )
 
 
@@ -275,12 +284,12 @@ def check_params(spec: SearchSpec) -> None:
     try:
         learner = resolve_learner(spec.model)
     except MimlTuneError as exc:
-        raise MimlTuneError(f"{spec.source}: model: {exc}") from None
+        raise MimlTuneError(f"{spec.source}: model: {one_line(str(exc))}") from None
     defaults = learner.defaults
     for key in [*spec.fixed, *spec.params]:
         if key not in defaults:
             raise MimlTuneError(
-                f"{spec.source}: unknown key params.{key!r} for model {learner.name!r}; "
+                f"{spec.source}: unknown key params.{short(key, 60)} for model {learner.name!r}; "
                 f"allowed keys: {', '.join(sorted(defaults))}"
             )
     for key, value in spec.fixed.items():
@@ -294,7 +303,8 @@ def check_params(spec: SearchSpec) -> None:
             and not isinstance(domain, (CategoricalDistribution, IntDistribution))
         ):
             raise MimlTuneError(
-                f"{spec.source}: params.{key} takes integers; use a list or {{int: [lo, hi]}}"
+                f"{spec.source}: params.{key_text(key)} takes integers; use a list or "
+                "{int: [lo, hi]}"
                 f", not {domain_kind(domain)}"
             )
         for value in _domain_values(domain):
@@ -308,7 +318,9 @@ def check_params(spec: SearchSpec) -> None:
             try:
                 learner({**spec.fixed, key: value}, n_features=2, n_labels=2)
             except MimlTuneError as exc:
-                raise MimlTuneError(f"{spec.source}: params.{key}: {exc}") from None
+                raise MimlTuneError(
+                    f"{spec.source}: params.{key_text(key)}: {one_line(str(exc))}"
+                ) from None
 
 
 def _check_value_type(source: str, key: str, value: Any, default: Any) -> None:
@@ -325,6 +337,6 @@ def _check_value_type(source: str, key: str, value: Any, default: Any) -> None:
         return
     if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
         raise MimlTuneError(
-            f"{source}: params.{key} must be {type_name(expected)} "
-            f"(like the default {default!r}), got {value!r}"
+            f"{source}: params.{key_text(key)} must be {type_name(expected)} "
+            f"(like the default {default!r}), got {short(value)}"
         )
