@@ -63,6 +63,14 @@ def main() -> None:
                 "trials": summary["trials"],
                 "best_average_precision": summary["best"]["metrics"]["average_precision"],
                 "peer_average_precision": summary["peer"]["metrics"]["average_precision"],
+                "peers_average_precision": {
+                    m: v["metrics"]["average_precision"]["mean"]
+                    for m, v in (summary.get("peers") or {}).items()
+                },
+                "paired_tests": summary.get("comparisons"),
+                "fold_epochs": summary.get("fold_epochs"),
+                "best_config": summary["best"]["config"],
+                "timing": summary.get("timing"),
                 "workdir": workdir,
             },
             indent=2,
