@@ -187,22 +187,23 @@ def report() -> None:
             f" | {med([r.get('scores', {}).get('cv_5x3') for r in group])}"
             f" | {med([r.get('scores', {}).get('holdout') for r in group])} |"
         )
-    ratios = []
-    for run in by.get("tpe_asha_repeats", []):
-        random = next((r for r in by.get("random_fifo", []) if r["seed"] == run["seed"]), None)
-        if random is None:
-            continue
-        target = random["summary"]["best"]["metrics"]["average_precision"]["mean"]
-        reached = time_to_reach(anytime(run), target)
-        ratios.append(reached / random["budget_s"])
-        print(
-            f"seed {run['seed']}: tpe_asha_repeats reached random search's final best "
-            f"{target:.4f} after {reached:.0f} s of a {random['budget_s']} s budget "
-            f"(ratio {reached / random['budget_s']:.2f})"
-        )
-    if ratios:
-        print(f"median ratio (time to reach random's final best / budget): "
-              f"{statistics.median(ratios):.2f}")  # fmt: skip
+    for strategy in ("tpe_asha_repeats", "tpe_asha_epochs"):
+        ratios = []
+        for run in by.get(strategy, []):
+            random = next((r for r in by.get("random_fifo", []) if r["seed"] == run["seed"]), None)
+            if random is None:
+                continue
+            target = random["summary"]["best"]["metrics"]["average_precision"]["mean"]
+            reached = time_to_reach(anytime(run), target)
+            ratios.append(reached / random["budget_s"])
+            print(
+                f"seed {run['seed']}: {strategy} reached random search's final best "
+                f"{target:.4f} after {reached:.0f} s of a {random['budget_s']} s budget "
+                f"(ratio {reached / random['budget_s']:.2f})"
+            )
+        if ratios:
+            print(f"{strategy}: median ratio (time to reach random's final best / budget): "
+                  f"{statistics.median(ratios):.2f}")  # fmt: skip
     loads = [r["load"][0] for r in runs]
     print(f"1-min load during the runs: median {statistics.median(loads):.1f}, "
           f"range {min(loads):.1f}-{max(loads):.1f}")  # fmt: skip
