@@ -190,6 +190,21 @@ def load_study_of(folder: RunFolder) -> Any | None:
         return None
 
 
+def end_stopped_trials(folder: RunFolder) -> int:
+    """Marks as PRUNED the trials the stored study still holds as RUNNING once the time budget
+    stopped the search: Tune ended them, and a resume checks that the study holds every trial
+    Tune's state holds as finished. Returns how many were marked."""
+    from optuna.trial import TrialState
+
+    study = load_study_of(folder)
+    if study is None:
+        return 0
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        study.tell(trial.number, state=TrialState.PRUNED)
+    return len(running)
+
+
 def make_searcher(spec: SearchSpec, folder: RunFolder) -> StudySearch:
     """The search's Optuna searcher, its study named after the search and stored in ``folder``."""
     return StudySearch(

@@ -16,6 +16,7 @@ import yaml
 from tuner import __version__, tracking
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError
+from tuner.search.algorithms import end_stopped_trials
 from tuner.search.budget import TimeBudget
 from tuner.search.cluster import check_resources, check_shared_storage, start_ray
 from tuner.search.data import Background, prepare_data, run_peers, search_metrics
@@ -35,6 +36,7 @@ from tuner.search.storage import (
     check_storage,
     driver_info,
     effective_status,
+    reopen_trial_generation,
     search_folder,
     tune_trials,
 )
@@ -231,6 +233,8 @@ def resume(
         mlflow.delete_tag(parent_id, tracking.ERROR_TAG)
     resumes = int(parent.data.tags.get("miml_tune.resumes", "0")) + 1
     mlflow.set_tag(parent_id, "miml_tune.resumes", str(resumes))
+    if status == "budget_spent":
+        reopen_trial_generation(folder)  # the budget ended it; the trials it left run now
     run = _SearchRun(spec, name, full, dev, holdout, protocol, folder, options, state, mlflow)
     timing = {"startup_seconds": round(time.monotonic() - started, 1)}
     return run.execute(timing, started, restore=True)
@@ -310,6 +314,8 @@ class _SearchRun:
                 restore, budget,
             )  # fmt: skip
             timing["search_seconds"] = round(time.monotonic() - search_started, 1)
+            if budget is not None and budget.spent:
+                end_stopped_trials(self.folder)
             trial_runs.end_open_runs(
                 {str(r.metrics.get("trial_id")): dict(r.metrics) for r in results if r.metrics}
             )

@@ -231,6 +231,46 @@ def finished_trials(folder: RunFolder) -> list[str]:
     return [k for k, v in trials.items() if v["status"] in ("TERMINATED", "ERROR")]
 
 
+def reopen_trial_generation(folder: RunFolder) -> bool:
+    """Lets a search that its time budget ended create trials again when resumed.
+
+    When a stopper ends an experiment, Tune marks its trial generator finished, and its
+    concurrency limit still counts the trials it stopped as live; it saves both so
+    (``search_gen_state-*.json``, a pickle Tune itself reads back on restore): restored as they
+    are, the experiment would end at once, or wait forever for a free slot. This clears both in
+    the newest saved state. Returns whether a state was rewritten."""
+    import pickle
+
+    import pyarrow.fs
+
+    entries = folder.fs.get_file_info(pyarrow.fs.FileSelector(folder.path))
+    states = sorted(
+        (e for e in entries if e.base_name.startswith("search_gen_state-")),
+        key=lambda e: e.base_name,
+    )
+    if not states:
+        return False
+    with folder.fs.open_input_stream(states[-1].path) as stream:
+        state = pickle.loads(stream.read())  # Tune's own file, read as Tune's restore reads it
+    if not isinstance(state, dict) or not state.get("finished"):
+        return False
+    state["finished"] = False
+    for key, wrapper in state.items():
+        # The concurrency limit still counts the trials the budget stopped as live: none is.
+        if key.startswith("name:") and isinstance(wrapper, dict) and "live_trials" in wrapper:
+            wrapper["live_trials"] = set()
+            wrapper["num_unfinished_live_trials"] = 0
+    data = pickle.dumps(state)
+    if folder.is_uri:
+        with folder.fs.open_output_stream(states[-1].path) as stream:
+            stream.write(data)
+        return True
+    tmp = Path(states[-1].path).with_name(f".{states[-1].base_name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, states[-1].path)
+    return True
+
+
 def tune_trials(folder: RunFolder) -> dict[str, dict[str, Any]]:
     """Tune's newest saved experiment state: ``{trial id: {status, last_result}}``."""
     import pyarrow.fs
