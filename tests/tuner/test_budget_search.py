@@ -16,12 +16,13 @@ from tests.searches import SMALL_SPACE, cli
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 20
+# More trials than any machine trains in the budget, so the budget (not the count) ends it.
+TRIALS = 200
 SPACE: dict[str, Any] = {
     **SMALL_SPACE,
     "name": "budgeted",
     "cv": {"folds": 3, "repeats": 2},
-    "budget": {"trials": TRIALS, "max_epochs": 4, "concurrency": 1, "time": "60s"},
+    "budget": {"trials": TRIALS, "max_epochs": 4, "concurrency": 1, "time": "45s"},
     "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "fidelity": "repeats"},
     "sampler": "random",
     # A learning rate that learns next to one that cannot: ASHA prunes the latter at a rung.
@@ -51,7 +52,7 @@ def test_a_budgeted_search_with_the_repeats_fidelity_ends_cleanly_and_resumes(
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     budget = summary["time_budget"]
-    assert budget["spent"] and budget["seconds"] == 60.0
+    assert budget["spent"] and budget["seconds"] == 45.0
     trials = summary["trials"]
     assert trials["completed"] >= 1 and trials["total"] < TRIALS, trials
     assert summary["best"]["protocol"] == "full"
@@ -89,15 +90,20 @@ def test_a_budgeted_search_with_the_repeats_fidelity_ends_cleanly_and_resumes(
             seen |= {m.value for m in history if m.step == rung}
         assert seen <= {float(repeats)}, (rung, seen)
 
-    # The budget's search can go on: resume (with a longer budget) runs the trials it left.
+    # The budget's search can go on: resume (with a budget of its own) runs trials it left,
+    # the finished ones staying as they were.
+    before = {r.info.run_name: r.info.run_id for r in children}
     resumed = cli(
         workdir, "resume", "--name", "budgeted", "--tracking-uri", uri, "--json",
-        "--time-budget", "10m",
+        "--time-budget", "25s",
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = json.loads(resumed.stdout)
-    assert after["trials"]["total"] == TRIALS and after["time_budget"]["seconds"] == 600.0
+    assert after["time_budget"]["seconds"] == 25.0
+    assert trials["total"] < after["trials"]["total"] <= TRIALS
     parent, children, _ = _runs(uri)
-    assert parent.info.status == "FINISHED" and len(children) == TRIALS
+    assert parent.info.status == "FINISHED" and len(children) == after["trials"]["total"]
     assert all(r.info.status != "RUNNING" for r in children)
-    assert json.loads(state.read_text())["status"] == "finished"
+    ids = {r.info.run_name: r.info.run_id for r in children}
+    assert len(ids) == len(children) and all(ids[name] == run for name, run in before.items())
+    assert json.loads(state.read_text())["status"] == "budget_spent"

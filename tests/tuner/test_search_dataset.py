@@ -102,7 +102,7 @@ def test_parent_and_child_runs_log_the_data_as_a_dataset_input(tmp_path: Path) -
     experiment_id = client.create_experiment("names", artifact_location=str(tmp_path / "art"))
     parent_id = client.create_run(experiment_id).info.run_id
     spec, full = make_spec(), make_data(str(tmp_path / "other.arff"))
-    log_parent_start(client, parent_id, spec, full, full.subset(range(8)), None, {})
+    log_parent_start(client, parent_id, spec, full, full.subset(range(8)), None)
     callback = TrialRuns(uri, experiment_id, parent_id, dataset=mlflow_dataset(spec, full))
     callback.on_trial_start(0, [], SimpleNamespace(trial_id="t1", config={"lr": 0.003}))
     child_id = callback.runs["t1"]
