@@ -11,10 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from iterstrat.ml_stratifiers import (
-    MultilabelStratifiedKFold,
-    MultilabelStratifiedShuffleSplit,
-)
 
 from tuner.errors import MimlTuneError
 
@@ -55,6 +51,8 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
             f"holdout {fraction} of {n} bags leaves {n_holdout} for the holdout and "
             f"{n - n_holdout} for development; use more data or holdout 0"
         )
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # sklearn: seconds
+
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_holdout, random_state=seed)
     dev, hold = next(splitter.split(np.zeros((n, 1)), labels))
     return np.sort(dev), np.sort(hold)
@@ -82,6 +80,8 @@ def cv_folds(labels: np.ndarray, folds: int, repeats: int, seed: int) -> list[Fo
         raise MimlTuneError(f"cv repeats must be >= 1, got {repeats}")
     if folds > n:
         raise MimlTuneError(f"cv folds ({folds}) exceeds the number of development bags ({n})")
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     out: list[Fold] = []
     for r in range(repeats):
         splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + r)

@@ -26,7 +26,7 @@ ROLE_TAG = "miml_tune.role"
 TRIAL_TAG = "miml_tune.trial_id"
 SUMMARY_ARTIFACT = "best.json"
 # The key of the result a trial reports just before it raises an error of its own (see
-# tuner.search.search_trainable): the driver then fails it without retrying it.
+# tuner.trial.search_trainable): the driver then fails it without retrying it.
 APPLICATION_ERROR = "miml_tune_application_error"
 
 
@@ -79,6 +79,24 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
             f"unsupported tracking URI {uri!r}; use sqlite:///PATH, http(s)://HOST:PORT or "
             "a database URI"
         )
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store, ``None`` for other stores."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str) -> Any:
+    """A client of the store ``uri``, opened: a new sqlite store gets MLflow's tables here (the
+    slow part of its first use, seconds), and a store that cannot be used fails in one line.
+    Nothing else is written."""
+    mlflow_client = client(uri)
+    try:
+        mlflow_client.search_experiments(max_results=1)
+    except Exception as exc:  # MlflowException, a missing database driver, SQLAlchemy errors
+        first = first_line(exc)
+        raise MimlTuneError(f"cannot use the MLflow tracking store {uri}: {first}") from None
+    return mlflow_client
 
 
 def client(uri: str) -> Any:

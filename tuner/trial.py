@@ -122,6 +122,7 @@ def run_cv(
     device: torch.device | str = "cpu",
     report: Reporter | None = None,
     schedule: RepeatsSchedule | None = None,
+    folds: Sequence[Fold] | None = None,
 ) -> CVResult:
     """Trains and validates ``model`` with ``config`` on every fold of ``data``, epoch by epoch.
 
@@ -137,6 +138,9 @@ def run_cv(
         schedule: the repeats trained at each epoch (CV repeats as a second fidelity); ``None``
             trains every repeat from the first epoch. Repeats added later first catch up to the
             current epoch, so at its last epoch every fold model has trained every epoch.
+        folds: ``protocol.splits(data.labels)`` when the caller has them already (a search's
+            driver makes them once for every trial, so trial workers need not import the
+            stratifier); made here otherwise.
 
     Returns:
         The summary of the last epoch, the per-fold values of the last epoch and the history.
@@ -154,7 +158,9 @@ def run_cv(
             **config,
             "epochs": trial_epochs(config, max_epochs, learner_cls.defaults["epochs"]),
         }
-    folds = protocol.splits(data.labels)
+    folds = list(folds) if folds is not None else protocol.splits(data.labels)
+    if len(folds) != protocol.folds * protocol.repeats:
+        raise ValueError(f"{len(folds)} folds given for a {protocol.folds}x{protocol.repeats} CV")
     learners: list[Any] = []
     validation: list[tuple[Any, np.ndarray, Any]] = []
 
@@ -287,6 +293,7 @@ def tune_trainable(
     max_epochs: int,
     metrics: Sequence[str] = ALL_METRICS,
     schedule: RepeatsSchedule | None = None,
+    folds: Sequence[Fold] | None = None,
 ) -> None:
     """The Ray Tune function trainable: :func:`run_cv` reporting every epoch to Tune."""
     from ray import tune
@@ -315,11 +322,49 @@ def tune_trainable(
             device=device,
             report=report,
             schedule=schedule,
+            folds=folds,
         )
     finally:
         # Tune reuses this worker for the next trial: hand the fold models' memory back to the
         # system instead of keeping the largest trial's peak for the rest of the search.
         release_memory()
+
+
+def search_trainable(
+    config: dict[str, Any],
+    *,
+    data: MIMLDataset,
+    model: str,
+    protocol: CVProtocol,
+    max_epochs: int,
+    metrics: Sequence[str],
+    metric: str,
+    schedule: RepeatsSchedule | None = None,
+    folds: Sequence[Fold] | None = None,
+) -> None:
+    """A search's Tune function: :func:`tune_trainable`, with an error raised by the trial itself
+    (a diverging loss, a bad configuration) announced to the driver before it is raised, so that
+    the driver does not retry it: only a trial whose worker process died is retried (Tune's
+    ``max_failures`` counts both kinds alike).
+
+    It lives here, not in :mod:`tuner.search`, because a trial worker imports the module of the
+    function it runs: this one needs torch and the learners, not the driver's Ray Tune searcher,
+    Optuna or MLflow (seconds off every worker's start)."""
+    from ray import tune
+
+    from tuner.tracking import APPLICATION_ERROR
+
+    try:
+        tune_trainable(
+            config, data=data, model=model, protocol=protocol, max_epochs=max_epochs,
+            metrics=metrics, schedule=schedule, folds=folds,
+        )  # fmt: skip
+    except Exception as exc:
+        # Tune checks that every result carries the searched metric: NaN, which the scheduler,
+        # the searcher and the MLflow callback all skip.
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+        tune.report({metric: math.nan, APPLICATION_ERROR: message})
+        raise
 
 
 def release_memory() -> None:

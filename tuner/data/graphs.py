@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
 
 from tuner.errors import MimlTuneError
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data  # imported when graphs are built: seconds
 
 # Upper bound on the elements of one chunk's padded (bags, max_n, d) feature tensor; the
 # distance and cosine tensors of a chunk are smaller whenever max_n <= d, and at most
@@ -139,6 +142,8 @@ def _knn_chunk(features: list[Tensor], k: int) -> list[Data]:
     # Boolean indexing walks (bag, centre, rank) in order: per bag, by centre, nearest first.
     counts = (sizes * per_centre).tolist()
     sources = neighbours[valid].split(counts)
+    from torch_geometric.data import Data  # seconds on the first call
+
     targets = centre[valid].split(counts)
     attrs = attr[valid].to(torch.float32).unsqueeze(1).split(counts)
     return [

@@ -38,16 +38,22 @@ def learner_names() -> list[str]:
     return sorted(_LEARNERS)
 
 
-def resolve_learner(name: str) -> type[Learner]:
-    """Returns the learner class registered under ``name`` (case and '-'/'_' insensitive)."""
+def learner_module(name: str) -> str:
+    """The module of the learner registered under ``name``, not imported (for a worker to
+    import ahead of time)."""
     key = _normalise(name)
     if key not in _LEARNERS:
         raise MimlTuneError(
             f"unknown model {name!r}; registered models: {', '.join(learner_names())}"
         )
+    return _LEARNERS[key].partition(":")[0]
+
+
+def resolve_learner(name: str) -> type[Learner]:
+    """Returns the learner class registered under ``name`` (case and '-'/'_' insensitive)."""
+    key = _normalise(name)
     if key not in _LOADED:
-        module, _, cls_name = _LEARNERS[key].partition(":")
-        cls = getattr(importlib.import_module(module), cls_name)
+        cls = getattr(importlib.import_module(learner_module(key)), _LEARNERS[key].split(":")[1])
         if cls.name != key:
             raise RuntimeError(
                 f"{_LEARNERS[key]} is registered as {key!r}, names itself {cls.name!r}"
@@ -56,4 +62,4 @@ def resolve_learner(name: str) -> type[Learner]:
     return _LOADED[key]
 
 
-__all__ = ["PEERS", "Learner", "learner_names", "resolve_learner"]
+__all__ = ["PEERS", "Learner", "learner_module", "learner_names", "resolve_learner"]

@@ -5,15 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.data import Batch, Data
 
-from models.gamil_c import GAMILC
 from models.losses import focal_loss, info_nce
 from tuner.data.graphs import build_bag_graphs
 from tuner.data.preprocess import InstanceStandardizer
@@ -21,6 +19,13 @@ from tuner.errors import MimlTuneError
 from tuner.learners.base import Learner
 from tuner.learners.checks import OwnRNG, check_training_data
 from tuner.learners.params import FRACTION, NON_NEGATIVE, POSITIVE, at_least, one_of, param
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Batch, Data
+
+# PyG (about 8 s to import: it pulls in torch._dynamo and sympy) and the model are imported where
+# a fold trains or predicts, not with this module: a search's driver reads this learner's
+# declared hyper-parameters to check a space and never trains it.
 
 POOLINGS = ("attention", "mean")
 SCHEDULES = ("cosine", "constant")
@@ -113,6 +118,8 @@ class GamilCLearner(OwnRNG, Learner):
 
         self._order = torch.Generator().manual_seed(self.seed)
         self.seed_rng(self.seed + 1)
+        from models.gamil_c import GAMILC
+
         with self.own_rng():
             self.model = GAMILC(
                 self.n_features,
@@ -159,7 +166,7 @@ class GamilCLearner(OwnRNG, Learner):
         total, seen = 0.0, 0
         with self.own_rng():
             for indices in batches:
-                batch = Batch.from_data_list([self._graphs[i] for i in indices])
+                batch = _batch([self._graphs[i] for i in indices])
                 loss = self._batch_loss(batch, self._labels[indices])
                 value = float(loss.detach())
                 if not math.isfinite(value):
@@ -202,6 +209,8 @@ class GamilCLearner(OwnRNG, Learner):
         second: one pass through the encoder instead of two (the bags do not interact, so this
         is the same computation with half the per-operation overhead).
         """
+        from torch_geometric.data import Data
+
         x, n, b = batch.x, batch.num_nodes, batch.num_graphs
         keep = torch.rand((2 * n, x.shape[1]), device=x.device) >= self.config["feature_mask"]
         return Data(
@@ -218,7 +227,7 @@ class GamilCLearner(OwnRNG, Learner):
         self.model.eval()
         out = [np.zeros((0, self.n_labels))]
         for start in range(0, len(encoded), _PREDICT_BATCH):
-            batch = Batch.from_data_list(list(encoded[start : start + _PREDICT_BATCH]))
+            batch = _batch(list(encoded[start : start + _PREDICT_BATCH]))
             out.append(torch.sigmoid(self.model(batch)).double().cpu().numpy())
         return np.concatenate(out)
 
@@ -247,8 +256,14 @@ class GamilCLearner(OwnRNG, Learner):
         out: list[np.ndarray] = []
         for start in range(0, len(encoded), _PREDICT_BATCH):
             graphs = list(encoded[start : start + _PREDICT_BATCH])
-            probs = torch.sigmoid(self.model.singleton_logits(Batch.from_data_list(graphs)))
+            probs = torch.sigmoid(self.model.singleton_logits(_batch(graphs)))
             probs_np = probs.double().cpu().numpy()
             sizes = np.cumsum([graph.num_nodes for graph in graphs])[:-1]
             out.extend(np.split(probs_np, sizes))
         return out
+
+
+def _batch(graphs: list[Data]) -> Batch:
+    from torch_geometric.data import Batch
+
+    return Batch.from_data_list(graphs)

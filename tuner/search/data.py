@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,7 +14,9 @@ from tuner.data import MIMLDataset, load_dataset
 from tuner.errors import MimlTuneError
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS
 from tuner.spec import SearchSpec
-from tuner.trial import CVProtocol, run_cv
+
+if TYPE_CHECKING:
+    from tuner.trial import CVProtocol
 
 
 def prepare_data(
@@ -30,8 +32,26 @@ def prepare_data(
     keeps it as the holdout; other data holds out a stratified ``spec.holdout`` fraction
     (``None`` when that fraction is 0).
     """
+    full = load_data(spec, data, bag_key=bag_key, label_key=label_key)
+    return (full, *split_data(spec, full))
+
+
+def load_data(
+    spec: SearchSpec,
+    data: str | None,
+    *,
+    bag_key: str | None = None,
+    label_key: str | None = None,
+) -> MIMLDataset:
+    """The space's dataset (or the file ``data``), read and checked as a dataset: the part of
+    :func:`prepare_data` that needs no model library, so a bad file fails within a second."""
     keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
-    full = load_dataset(spec.dataset, data=data, **keys)
+    return load_dataset(spec.dataset, data=data, **keys)
+
+
+def split_data(spec: SearchSpec, full: MIMLDataset) -> tuple[MIMLDataset, MIMLDataset | None]:
+    """Checks that the space's models can run on ``full`` and splits it into development and
+    holdout parts (see :func:`prepare_data`)."""
     check_model_fits(spec, full)
     if full.has_test_split and full.test_mask is not None:
         dev_idx, hold_idx = np.flatnonzero(~full.test_mask), np.flatnonzero(full.test_mask)
@@ -42,7 +62,7 @@ def prepare_data(
             f"dataset {full.name!r} has {len(dev_idx)} development bags, too few for "
             f"{spec.cv_folds}-fold CV"
         )
-    return full, full.subset(dev_idx), full.subset(hold_idx) if len(hold_idx) else None
+    return full.subset(dev_idx), full.subset(hold_idx) if len(hold_idx) else None
 
 
 def check_model_fits(spec: SearchSpec, data: MIMLDataset) -> None:
@@ -93,6 +113,8 @@ def run_peers(
     (more intra-op threads than cores made the small peers up to ten times slower): its
     summary, with its values on each fold under ``per_fold`` for paired tests."""
     import torch
+
+    from tuner.trial import run_cv
 
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))

@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
 from tuner import __version__, tracking
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError
-from tuner.search.algorithms import end_stopped_trials
-from tuner.search.budget import TimeBudget
 from tuner.search.cluster import check_resources, check_shared_storage, start_ray
-from tuner.search.data import Background, prepare_data, run_peers, search_metrics
-from tuner.search.fit import fit_tuner
+from tuner.search.data import (
+    Background,
+    load_data,
+    prepare_data,
+    run_peers,
+    search_metrics,
+    split_data,
+)
 from tuner.search.options import (
     MAX_FAILURES,
     STATE_FILE,
@@ -29,8 +34,6 @@ from tuner.search.options import (
     parse_address,
     quiet_libraries,
 )
-from tuner.search.results import leaderboard, summarise_search
-from tuner.search.runs import data_tags, log_parent_end, log_parent_start, log_peers, mlflow_dataset
 from tuner.search.storage import (
     RunFolder,
     check_storage,
@@ -41,7 +44,26 @@ from tuner.search.storage import (
     tune_trials,
 )
 from tuner.spec import SearchSpec
-from tuner.trial import CVProtocol
+
+if TYPE_CHECKING:
+    from tuner.trial import CVProtocol
+
+# What the driver imports only once a search runs (Ray Tune, Optuna, torch, MLflow: about 15
+# seconds on a 2-core machine), in a thread beside Ray's start instead of before it.
+SEARCH_MODULES = (
+    "tuner.trial",
+    "tuner.search.fit",
+    "tuner.search.results",
+    "tuner.search.runs",
+    "tuner.search.trial_runs",
+    "mlflow.tracking",
+)
+
+
+def _protocol(spec: SearchSpec) -> CVProtocol:
+    from tuner.trial import CVProtocol
+
+    return CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
 
 
 def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, Any]:
@@ -58,19 +80,40 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     check_name(name, "search name", "set --name")
     quiet_libraries()
     started = time.monotonic()
-    full, dev, holdout = prepare_data(
-        spec, options.data, bag_key=options.bag_key, label_key=options.label_key
-    )
+    full = load_data(spec, options.data, bag_key=options.bag_key, label_key=options.label_key)
     uri = tracking.resolve_tracking_uri(options.tracking_uri)
     tracking.check_tracking_uri(uri)
     folder = check_storage(options.storage, name, options.overwrite)
-    protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
-    start_ray(options.address)
-    check_resources(options)
-    check_shared_storage(folder, options)
-    timing: dict[str, float] = {"startup_seconds": round(time.monotonic() - started, 1)}
+    store_file = tracking.sqlite_file(uri)
+    new_store = store_file is not None and not store_file.exists()
 
-    mlflow = tracking.client(uri)
+    def set_up() -> tuple[MIMLDataset, MIMLDataset | None, Any]:
+        # Beside Ray's start, whose processes run on the other cores: the models checked
+        # against the data and the split, the search's imports, the tracking store opened.
+        dev, holdout = split_data(spec, full)
+        for module in SEARCH_MODULES:
+            importlib.import_module(module)
+        return dev, holdout, tracking.open_store(uri)
+
+    setup = Background(set_up, "set-up")
+    phases: dict[str, float] = {"data_seconds": round(time.monotonic() - started, 1)}
+    try:
+        start_ray(options.address)
+        phases["ray_seconds"] = round(time.monotonic() - started - phases["data_seconds"], 1)
+        check_resources(options)
+        check_shared_storage(folder, options)
+        dev, holdout, mlflow = setup.result()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            setup.result()  # never leave while that thread writes the store
+        if new_store and store_file is not None:
+            store_file.unlink(missing_ok=True)  # opened for this launch only: nothing in it
+        raise
+    from tuner.search.runs import data_tags, log_parent_start  # imported by then: instant
+
+    protocol = _protocol(spec)
+    timing = {**phases, "startup_seconds": round(time.monotonic() - started, 1)}
+
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
     folder.clear()
     parent = mlflow.create_run(
@@ -222,7 +265,7 @@ def resume(
             f"the parent run {parent_id} of search {name} is not in the tracking store {uri}; "
             "pass the --tracking-uri the search logged to"
         )
-    protocol = CVProtocol(spec.cv_folds, spec.cv_repeats, spec.seed, spec.known_labels)
+    protocol = _protocol(spec)
     start_ray(options.address)
     check_resources(options)
     check_shared_storage(folder, options)
@@ -287,6 +330,11 @@ class _SearchRun:
         before: Callable[[], None] | None = None,
         restore: bool = False,
     ) -> dict[str, Any]:
+        from tuner.search.algorithms import end_stopped_trials
+        from tuner.search.budget import TimeBudget
+        from tuner.search.fit import fit_tuner
+        from tuner.search.results import leaderboard, summarise_search
+        from tuner.search.runs import log_parent_end, log_peers, mlflow_dataset
         from tuner.search.trial_runs import TrialRuns
 
         mlflow, parent_id, uri = (
@@ -309,6 +357,7 @@ class _SearchRun:
                 trial_runs.adopt_existing_runs(tune_trials(self.folder))
             peer_job = None if self.state.get("peers") is not None else self._peers_beside()
             search_started = time.monotonic()
+            timing["to_fit_seconds"] = round(search_started - started, 1)
             results, resumed = fit_tuner(
                 self.spec, self.dev, self.protocol, self.folder, trial_runs, self.options,
                 restore, budget,

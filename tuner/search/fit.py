@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from tuner import tracking
 from tuner.data import MIMLDataset
 from tuner.errors import MimlTuneError, first_line
 from tuner.search.algorithms import (
@@ -36,37 +33,7 @@ from tuner.search.data import search_metrics
 from tuner.search.options import LaunchOptions
 from tuner.search.storage import RunFolder, download_searcher_state, finished_trials
 from tuner.spec import SearchSpec
-from tuner.trial import CVProtocol, RepeatsSchedule, tune_trainable
-
-
-def search_trainable(
-    config: dict[str, Any],
-    *,
-    data: MIMLDataset,
-    model: str,
-    protocol: CVProtocol,
-    max_epochs: int,
-    metrics: Sequence[str],
-    metric: str,
-    schedule: RepeatsSchedule | None = None,
-) -> None:
-    """The search's Tune function: :func:`tuner.trial.tune_trainable`, with an error raised by
-    the trial itself (a diverging loss, a bad configuration) announced to the driver before it
-    is raised, so that the driver does not retry it: only a trial whose worker process died is
-    retried (Tune's ``max_failures`` counts both kinds alike)."""
-    from ray import tune
-
-    try:
-        tune_trainable(
-            config, data=data, model=model, protocol=protocol, max_epochs=max_epochs,
-            metrics=metrics, schedule=schedule,
-        )  # fmt: skip
-    except Exception as exc:
-        # Tune checks that every result carries the searched metric: NaN, which the scheduler,
-        # the searcher and the MLflow callback all skip.
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
-        tune.report({metric: math.nan, tracking.APPLICATION_ERROR: message})
-        raise
+from tuner.trial import CVProtocol, search_trainable
 
 
 class DriverCallbacks(Callback):
@@ -210,6 +177,7 @@ def fit_tuner(
             metrics=search_metrics(dev),
             metric=spec.metric,
             schedule=repeats_schedule(spec),
+            folds=protocol.splits(dev.labels),  # made once here, not in every trial worker
         ),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )

@@ -158,7 +158,7 @@ class TrialRuns(Callback):
         run_id = self._run_for(trial)
         if APPLICATION_ERROR in result:
             # The trial raised an error of its own and is about to fail: failing again would
-            # give the same error, so Tune must not retry it (see search_trainable).
+            # give the same error, so Tune must not retry it (see tuner.trial.search_trainable).
             trial.max_failures = 0
             self.errors[trial.trial_id] = str(result[APPLICATION_ERROR])
             return
