@@ -153,7 +153,7 @@ def best(name: str, tracking_uri: str | None, as_json: bool) -> None:
     from tuner import tracking
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    tracking.check_tracking_uri(uri)
+    tracking.check_tracking_uri(uri, existing=True)
     _emit(tracking.read_summary(name, uri), as_json)
 
 
@@ -252,7 +252,7 @@ def report(name: str, out: str | None, top: int, tracking_uri: str | None) -> No
     if top < 1:
         raise MimlTuneError(f"--top must be an integer >= 1, got {top}")
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    tracking.check_tracking_uri(uri)
+    tracking.check_tracking_uri(uri, existing=True)
     result = build_report(name, uri, Path(out) if out else None, top=top)
     click.echo(result["table"])
     click.echo(f"\nreport: {result['html']} ({len(result['figures'])} figures)")
@@ -489,6 +489,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt as exc:
         click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}", err=True)
         sys.exit(130)
+    except Exception as exc:
+        from tuner.tracking import damaged_store_message
+
+        message = damaged_store_message(exc)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
     sys.exit(0)
 
 

@@ -143,6 +143,15 @@ def _check_tracking(address: str, uri: str | None) -> str | None:
     from tuner import tracking
 
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    parts = urllib.parse.urlsplit(uri) if scheme else None
+    if parts is not None and (parts.username is not None or parts.password is not None):
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise MimlTuneError(
+            f"--tracking-uri {shown} carries a user name or password, which the cluster's job "
+            "list would show to everyone who can read it; drop them from the URI and set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) "
+            "in the cluster's environment instead"
+        )
     local_head = is_loopback(address)
     if scheme in _LOCAL_STORE_SCHEMES:
         if not local_head:

@@ -132,7 +132,7 @@ def promote(
             "or '-', and not be 'latest' or look like a version (v1)"
         )
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    tracking.check_tracking_uri(uri)
+    tracking.check_tracking_uri(uri, existing=True)
     started = time.monotonic()
     search = _load_search(name, uri, data)
     summary, best = search.summary, search.summary["best"]

@@ -190,6 +190,8 @@ def check_predict_options(out: str | None, threshold: float | None, top_k: int |
         )
     if out is not None and not Path(out).expanduser().resolve().parent.is_dir():
         raise MimlTuneError(f"--out {out}: folder {Path(out).parent} does not exist")
+    if out is not None and Path(out).expanduser().is_dir():
+        raise MimlTuneError(f"--out {out} is a folder; give a file name ending in .csv or .jsonl")
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise MimlTuneError(f"--threshold must be in (0, 1), got {threshold}")
     if top_k is not None and top_k < 1:
@@ -267,7 +269,7 @@ def predict(
 
     check_predict_options(out, threshold, top_k)
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    tracking.check_tracking_uri(uri)
+    tracking.check_tracking_uri(uri, existing=True)
     keys = {k: v for k, v in (("bag_key", bag_key), ("label_key", label_key)) if v is not None}
     dataset = None
     if Path(data).suffix.lower() == ".csv":  # the model's own input form, labels not needed

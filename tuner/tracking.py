@@ -8,13 +8,14 @@ leaderboard and the best configuration.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,14 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return chosen
 
 
-def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
-    """Fails early, with one line, when the tracking store cannot be used."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0, *, existing: bool = False) -> None:
+    """Fails early, with one line, when the tracking store cannot be used: an unreachable
+    server, a folder or a file that is not an SQLite database where a sqlite store should be,
+    and (``existing``, for the commands that read a search back) a sqlite store that does not
+    exist, which MLflow would otherwise create empty."""
     scheme = uri.split("://", 1)[0]
     if scheme in ("http", "https"):
         try:
@@ -67,8 +74,13 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
             raise MimlTuneError(f"tracking store {uri} is a folder; give a sqlite file path")
         if not path.parent.is_dir():
             raise MimlTuneError(f"tracking store folder {path.parent} does not exist (from {uri})")
+        if existing and not path.is_file():
+            raise MimlTuneError(
+                f"no tracking store at {path}; pass the --tracking-uri the search logged to"
+            )
         if not os.access(path.parent, os.W_OK):
             raise MimlTuneError(f"tracking store folder {path.parent} is not writable ({uri})")
+        _check_sqlite_file(path, uri)
     elif scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
         raise MimlTuneError(
             f"MLflow 3 refuses the file store {uri}; use sqlite:///PATH (or set "
@@ -81,6 +93,47 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         )
 
 
+def _check_sqlite_file(path: Path, uri: str) -> None:
+    """A non-empty file at a sqlite store's path must start as an SQLite database does."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise MimlTuneError(f"cannot read the tracking store {path}: {exc.strerror}") from None
+    if head and head != SQLITE_MAGIC:
+        raise MimlTuneError(
+            f"tracking store {path} is not an SQLite database (it starts with {head[:8]!r}); "
+            "give the path of an MLflow sqlite store, or of a file that does not exist yet"
+        )
+
+
+def damaged_store_message(exc: BaseException) -> str | None:
+    """One line for an error that comes from a damaged sqlite database (a truncated or
+    overwritten store: "database disk image is malformed"), ``None`` for any other error."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.DatabaseError) and not isinstance(
+            current, sqlite3.OperationalError
+        ):
+            return (
+                f"the MLflow tracking store cannot be read ({first_line(current)}); it is "
+                "damaged: restore it from a copy, or pass another --tracking-uri"
+            )
+        if type(current).__name__ == "DatabaseError" and "malformed" in str(current):
+            return (
+                "the MLflow tracking store cannot be read (database disk image is malformed); "
+                "it is damaged: restore it from a copy, or pass another --tracking-uri"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The file of a ``sqlite:///`` store, ``None`` for other stores."""
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
@@ -90,13 +143,34 @@ def open_store(uri: str) -> Any:
     """A client of the store ``uri``, opened: a new sqlite store gets MLflow's tables here (the
     slow part of its first use, seconds), and a store that cannot be used fails in one line.
     Nothing else is written."""
-    mlflow_client = client(uri)
     try:
-        mlflow_client.search_experiments(max_results=1)
+        with _store_creation_lock(uri):
+            mlflow_client = client(uri)
+            mlflow_client.search_experiments(max_results=1)
     except Exception as exc:  # MlflowException, a missing database driver, SQLAlchemy errors
         first = first_line(exc)
         raise MimlTuneError(f"cannot use the MLflow tracking store {uri}: {first}") from None
     return mlflow_client
+
+
+@contextlib.contextmanager
+def _store_creation_lock(uri: str) -> Iterator[None]:
+    """For a sqlite store: an exclusive ``flock`` on its folder while MLflow opens it. Two
+    processes that open one new store at once would otherwise both create its tables and
+    run its migrations (one then fails: "duplicate column name"); under the lock the second
+    finds them made. Other stores create their schema on their server's side."""
+    path = sqlite_file(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def client(uri: str) -> Any:

@@ -240,6 +240,13 @@ def test_bad_input_fails_here_in_one_line(workdir: Path) -> None:
     )  # fmt: skip
     assert_one_line_error(remote_relative, "is relative", "s3://")
 
+    # Credentials in the URI would reach the job's environment, which the job list shows.
+    for where in (("--tracking-uri", "http://ana:s3cret@10.0.0.1:5000"),):
+        for placed in ((*where, *launch), (*launch, *where)):
+            secret = cli(workdir, "submit", "--address", "http://10.0.0.1:8265", *placed)
+            line = assert_one_line_error(secret, "MLFLOW_TRACKING_PASSWORD", "10.0.0.1:5000")
+            assert "s3cret" not in line and "ana" not in line
+
 
 def test_a_data_file_travels_with_the_files_read_beside_it(tmp_path: Path) -> None:
     from tuner.jobs import companion_files

@@ -39,6 +39,7 @@ from tuner.search.storage import (
     check_storage,
     driver_info,
     effective_status,
+    hold_search_lock,
     reopen_trial_generation,
     search_folder,
     tune_trials,
@@ -114,6 +115,10 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     protocol = _protocol(spec)
     timing = {**phases, "startup_seconds": round(time.monotonic() - started, 1)}
 
+    # From here on this launch writes: its lock first, then the storage checked again under it
+    # (another launch of this name may have started since the first check).
+    hold_search_lock(folder, name)
+    folder = check_storage(options.storage, name, options.overwrite)
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
     folder.clear()
     parent = mlflow.create_run(
@@ -191,6 +196,8 @@ def resume(
     quiet_libraries()
     started = time.monotonic()
     folder = search_folder(storage, name)
+    if folder.exists():
+        hold_search_lock(folder, name)
     state = folder.read_state()
     if not state:
         found = folder.searches_beside()

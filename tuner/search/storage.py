@@ -118,6 +118,41 @@ def search_folder(storage: str | None, name: str) -> RunFolder:
     return RunFolder(root, name, pyarrow.fs.LocalFileSystem(), root)
 
 
+# Search locks this process holds: lock file -> its open descriptor (released when it exits).
+_HELD: dict[str, int] = {}
+
+
+def hold_search_lock(folder: RunFolder, name: str) -> None:
+    """Takes the search's lock for the life of this process, or fails in one line if another
+    process on this machine holds it (a launch or resume of the same name under the same
+    storage): the check that a search exists and its start are then one step, so two launches
+    of one name never write into one folder. The lock is ``storage/.NAME.lock``, an advisory
+    ``flock`` the system drops when the process ends, however it ends. Storage at a URI
+    (``s3://``) is not locked."""
+    import fcntl
+
+    if folder.is_uri:
+        return
+    root = Path(folder.root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".{name}.lock"
+    if str(path) in _HELD:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise MimlTuneError(
+            f"search {name!r} under {root} is being run by another process (pid {holder}); "
+            "wait for it to end, or use another --name"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[str(path)] = fd
+
+
 def check_storage(storage: str | None, name: str, overwrite: bool) -> RunFolder:
     """The search's Tune folder ``storage/name``, checked; nothing is deleted yet.
 
