@@ -126,7 +126,8 @@ def main() -> None:
     print(f"\ncommand: miml-tune {' '.join(COMMAND)}")
     phases = ["imports_s", "data_s", "checks_s", "ray_s", "to_trial_s", "first_epoch_s"]
     print(
-        "| checkout | " + " | ".join(p.removesuffix("_s") for p in phases)
+        "| checkout | "
+        + " | ".join(p.removesuffix("_s") for p in phases)
         + " | to first trial (s) | to first epoch (s) | whole launch (s) | load |"
     )
     print("|---" * (len(phases) + 5) + "|")
@@ -136,7 +137,8 @@ def main() -> None:
             return statistics.median(r[key] for r in runs)
 
         print(
-            f"| {label} | " + " | ".join(str(med(p)) for p in phases)
+            f"| {label} | "
+            + " | ".join(str(med(p)) for p in phases)
             + f" | {med('to_first_trial_s')} | {med('to_first_epoch_s')} | "
             f"{med('total_s')} | {min(r['load'] for r in runs)}-{max(r['load'] for r in runs)} |"
         )

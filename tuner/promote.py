@@ -191,14 +191,28 @@ def promote(
     version = None
     try:
         version = _register(mlflow_client, registered_name, model_uri, run_id, lineage, summary)
-        moved, reason = _alias_decision(current, holdout.get(metric), holdout_fingerprint, lineage)
-        if force and not moved:
-            moved, reason = True, f"forced (--force); {reason}"
         mlflow_client.set_tag(run_id, f"{_TAG}registered_version", str(version))
         mlflow_client.set_terminated(run_id, "FINISHED")
-        # The last write: once the alias is on the new version, nothing is undone.
-        if moved:
-            mlflow_client.set_registered_model_alias(registered_name, alias, version)
+        # The decision and the move under one lock, against the holder read under it: another
+        # promotion may have moved the alias during this one's refit.
+        with tracking.store_lock(uri):
+            current = _alias_holder(mlflow_client, registered_name, alias)
+            moved, reason = _alias_decision(
+                current, holdout.get(metric), holdout_fingerprint, lineage
+            )
+            if force and not moved:
+                moved, reason = True, f"forced (--force); {reason}"
+            # The last write: once the alias is on the new version, nothing is undone.
+            if moved:
+                mlflow_client.set_registered_model_alias(registered_name, alias, version)
+        if moved:  # a store without the lock (a server): say only what holds now
+            holder = _alias_holder(mlflow_client, registered_name, alias)
+            if holder is None or str(holder.get("version")) != str(version):
+                moved, current = False, holder
+                reason = (
+                    f"another promotion moved the alias to version "
+                    f"{(holder or {}).get('version')} at the same time; it stays there"
+                )
     except BaseException as exc:
         # Deleting a version drops its aliases too, and the alias was not moved yet: the
         # previous champion keeps it.

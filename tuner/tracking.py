@@ -144,7 +144,7 @@ def open_store(uri: str) -> Any:
     slow part of its first use, seconds), and a store that cannot be used fails in one line.
     Nothing else is written."""
     try:
-        with _store_creation_lock(uri):
+        with store_lock(uri):
             mlflow_client = client(uri)
             mlflow_client.search_experiments(max_results=1)
     except Exception as exc:  # MlflowException, a missing database driver, SQLAlchemy errors
@@ -154,11 +154,11 @@ def open_store(uri: str) -> Any:
 
 
 @contextlib.contextmanager
-def _store_creation_lock(uri: str) -> Iterator[None]:
-    """For a sqlite store: an exclusive ``flock`` on its folder while MLflow opens it. Two
-    processes that open one new store at once would otherwise both create its tables and
-    run its migrations (one then fails: "duplicate column name"); under the lock the second
-    finds them made. Other stores create their schema on their server's side."""
+def store_lock(uri: str) -> Iterator[None]:
+    """For a sqlite store: an exclusive ``flock`` on its folder, for what two processes must
+    not do at once. Opening a new store: both would create its tables and run its migrations
+    (one then fails: "duplicate column name"). Moving an alias: both would decide against the
+    holder they read before. Other stores have no lock here (their server orders writes)."""
     path = sqlite_file(uri)
     if path is None:
         yield

@@ -361,3 +361,38 @@ def test_the_alias_decision_follows_the_metrics_direction(
     assert _alias_decision(current, new, "other", lineage)[0] is False
     assert _alias_decision(current, None, "", lineage)[0] is False
     assert _alias_decision(None, new, "h", lineage) == (True, "no version held the alias")
+
+
+def test_two_promotions_at_once_end_where_their_messages_say(
+    finished_search: FinishedSearch,
+) -> None:
+    """Both refit at once; the alias decision and move are one step under the store's lock, so
+    the second to decide is judged against the first's version, and the alias ends where the
+    messages, read in that order, say."""
+    command = [
+        sys.executable, "-m", "tuner.cli", "promote", "--name", finished_search.name,
+        "--registered-name", "champ-race", "--tracking-uri", finished_search.uri, "--json",
+    ]  # fmt: skip
+    env = cli_env(finished_search.workdir)
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [
+        subprocess.Popen(command, cwd=finished_search.workdir, env=env, **pipes)  # type: ignore[call-overload]
+        for _ in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    assert sorted(r["version"] for r in results) == [1, 2]
+    first = [r for r in results if r["reason"] == "no version held the alias"]
+    assert len(first) == 1 and first[0]["alias_moved"], [r["reason"] for r in results]
+    second = next(r for r in results if r is not first[0])
+    assert f"of version {first[0]['version']}" in second["reason"], second["reason"]
+    final = second if second["alias_moved"] else first[0]
+    holder = _client(finished_search.uri).get_model_version_by_alias("champ-race", "champion")
+    assert str(holder.version) == str(final["version"])
+    assert second["champion_version"] == final["version"]

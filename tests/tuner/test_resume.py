@@ -135,6 +135,13 @@ def test_resume_after_sigkill_finishes_the_search_without_rerunning(workdir: Pat
         assert after[trial_id].info.end_time == run.info.end_time
         assert curve(run.info.run_id) == history[trial_id]
     assert summary["best"]["trial_id"] in after
+    for run in children:  # a trial run again has a run of its own: one value per epoch
+        steps = [step for step, _ in curve(run.info.run_id)]
+        assert len(steps) == len(set(steps)), (run.data.tags["miml_tune.trial_id"], steps)
+    for old in (r for r in runs if r.data.tags.get("miml_tune.role") == "superseded"):
+        again = after[old.data.tags["miml_tune.trial_id"]]
+        assert again.data.tags["miml_tune.superseded_run"] == old.info.run_id
+        assert int(again.data.tags["miml_tune.attempt"]) >= 2 and old.info.status == "KILLED"
     state = json.loads((workdir / "miml-tune-results" / "resumable" / "miml_tune_search.json")
                        .read_text())  # fmt: skip
     assert state["status"] == "finished"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED_DATA
-from tests.searches import SMALL_SPACE, cli
+from tests.searches import SMALL_SPACE, assert_one_line_error, cli
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +175,21 @@ def test_partial_label_search_on_mulan_yeast_with_its_official_test_split(workdi
     # Trained on half the labels for three epochs, SARB still ranks labels better than the
     # label-frequency predictor does on yeast's training folds (mAP about 0.30).
     assert best["mean_average_precision"]["mean"] > 0.35, best
+
+
+def test_a_search_whose_every_trial_fails_says_so_once_and_is_not_resumed(workdir: Path) -> None:
+    space = dict(TEST_SPACE, name="all-fail", sampler="random", peers=[])
+    space["params"] = dict(TEST_SPACE["params"], lr=1.0e9, k=3, epochs=1)
+    space["budget"] = {"trials": 2, "max_epochs": 1}
+    path = workdir / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    result = cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri)
+    assert result.returncode == 2
+    # One line per failed trial and the error; the tracebacks are in the trials' runs.
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: search 'all-fail' finished")
+    assert len(result.stderr.strip().splitlines()) <= 12, result.stderr[-3000:]
+
+    resumed = cli(workdir, "resume", "--name", "all-fail", "--tracking-uri", uri)
+    assert_one_line_error(resumed, "every trial failed", "nothing to resume", "--overwrite")

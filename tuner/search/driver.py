@@ -210,6 +210,12 @@ def resume(
         raise MimlTuneError(
             f"search {name} finished; nothing to resume; see `miml-tune best --name {name}`"
         )
+    if status == "failed" and state.get("nothing_to_resume"):
+        raise MimlTuneError(
+            f"search {name} ended with every trial failed, so a resume would fail again; "
+            f"nothing to resume: fix the space and launch it again with --overwrite "
+            f"({state['nothing_to_resume'][:300]})"
+        )
     driver = state.get("driver") or {}
     elsewhere = driver.get("host") not in (None, socket.gethostname())
     if status == "running" and not (force and elsewhere):
@@ -340,7 +346,7 @@ class _SearchRun:
         from tuner.search.algorithms import end_stopped_trials
         from tuner.search.budget import TimeBudget
         from tuner.search.fit import fit_tuner
-        from tuner.search.results import leaderboard, summarise_search
+        from tuner.search.results import EveryTrialFailed, leaderboard, summarise_search
         from tuner.search.runs import log_parent_end, log_peers, mlflow_dataset
         from tuner.search.trial_runs import TrialRuns
 
@@ -412,6 +418,9 @@ class _SearchRun:
                 mlflow.set_tag(parent_id, tracking.ERROR_TAG, f"{type(exc).__name__}: {exc}"[:4000])
             with contextlib.suppress(Exception):
                 mlflow.set_terminated(parent_id, "KILLED" if interrupted else "FAILED")
+            if isinstance(exc, EveryTrialFailed):
+                # Its trials raised (a diverging loss, a bad value): a resume would repeat them.
+                self.state["nothing_to_resume"] = str(exc)[:2000]
             with contextlib.suppress(Exception):
                 self._save("interrupted" if interrupted else "failed")
             raise

@@ -166,6 +166,9 @@ def fit_tuner(
     # would, on resume, run again trials that had finished. Every second instead (the MLflow
     # runs of finished trials are closed only once a save holds them, see TrialRuns).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune logs every failed trial's whole traceback on the terminal; the progress line says
+    # one line per failed trial instead, and the trace stays in the trial's run and folder.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     concurrency = spec.concurrency or trials_at_once(ray.cluster_resources(), options)
     trainable = tune.with_resources(
         tune.with_parameters(

@@ -126,7 +126,13 @@ class ProgressLine(Callback):
         self._show(force=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from tuner.tracking import trial_error_message
+
         self.status[trial.trial_id] = "failed"
+        # One line per failed trial; its whole trace is in its MLflow run and its Tune folder.
+        reason = trial_error_message(trial)[:300]
+        start = "\n" if self._tty else ""  # off the line that a terminal rewrites
+        self.stream.write(f"{start}trial {trial.trial_id} failed: {reason}\n")
         self._show(force=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

@@ -19,6 +19,10 @@ from tuner.search.progress import is_pruned, protocol_reached
 from tuner.spec import SearchSpec
 
 
+class EveryTrialFailed(MimlTuneError):
+    """Every trial of a search raised: running them again would fail the same way."""
+
+
 def leaderboard(results: Any, metric: str, stopped: Collection[str] = ()) -> list[dict[str, Any]]:
     """One row per trial, best first: completed trials ranked by the metric (ties: lower fold
     std, then the earlier trial), then pruned trials, trials the time budget stopped, then
@@ -88,7 +92,8 @@ def summarise_search(
     if not completed:
         errors = "; ".join(r["error"] for r in board if r["error"])[:500]
         stopped = sum(r["status"] == "stopped" for r in board)
-        raise MimlTuneError(
+        failed = board and all(r["status"] == "error" for r in board)
+        raise (EveryTrialFailed if failed else MimlTuneError)(
             f"search {name!r} finished with no completed trial"
             + (f" (errors: {errors})" if errors else "")
             + (

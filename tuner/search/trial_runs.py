@@ -13,6 +13,8 @@ from tuner.search.budget import TimeBudget
 from tuner.search.progress import is_pruned, protocol_reached, short_config
 from tuner.tracking import APPLICATION_ERROR
 
+ATTEMPT_TAG = "miml_tune.attempt"  # 1, then 2 for a trial run again after a resume, ...
+
 
 class TrialRuns(Callback):
     """Writes one MLflow child run per trial under the search's parent run, from the driver.
@@ -48,6 +50,7 @@ class TrialRuns(Callback):
         self.stopped: set[str] = set()  # trials the time budget stopped
         self.runs: dict[str, str] = {}
         self.earlier: dict[str, str] = {}  # trial id -> run id, from an earlier driver
+        self.attempts: dict[str, int] = {}  # trial id -> attempts begun before this driver
         self.last: dict[str, dict[str, Any]] = {}
         self.devices: set[str] = set()
         self.errors: dict[str, str] = {}
@@ -104,6 +107,7 @@ class TrialRuns(Callback):
                 )
                 continue
             self.earlier[trial_id] = run_id
+            self.attempts[trial_id] = int(run.data.tags.get(ATTEMPT_TAG, "1"))
             if run.info.status == "RUNNING" and known.get("status") in ("TERMINATED", "ERROR"):
                 last = known.get("last_result") or {}
                 if known["status"] == "TERMINATED":
@@ -119,15 +123,18 @@ class TrialRuns(Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is not None:
             return run_id
-        run_id = self.earlier.pop(trial.trial_id, None)
-        if run_id is not None:
-            # The trial runs again after a resume: its run continues (from epoch 1 again, as the
-            # trial does), marked as continued.
-            self.mlflow.update_run(run_id, status="RUNNING")
-            self.mlflow.set_tag(run_id, tracking.STATUS_TAG, "running")
-            self.mlflow.set_tag(run_id, "miml_tune.continued", "true")
-            self.runs[trial.trial_id] = run_id
-            return run_id
+        earlier = self.earlier.pop(trial.trial_id, None)
+        attempt = 1
+        if earlier is not None:
+            # Tune runs the trial again after a resume, from epoch 1: a new run holds the new
+            # attempt, so every curve has one value per epoch; the interrupted attempt's run
+            # stays, marked superseded (not a trial of the search any more).
+            attempt = self.attempts.get(trial.trial_id, 1) + 1
+            self._close(
+                earlier,
+                "KILLED",
+                {tracking.ROLE_TAG: "superseded", tracking.STATUS_TAG: "superseded"},
+            )
         from mlflow.entities import Param
 
         run = self.mlflow.create_run(
@@ -139,6 +146,8 @@ class TrialRuns(Callback):
                 tracking.ROLE_TAG: "trial",
                 tracking.TRIAL_TAG: trial.trial_id,
                 tracking.STATUS_TAG: "running",
+                ATTEMPT_TAG: str(attempt),
+                **({"miml_tune.superseded_run": earlier} if earlier else {}),
             },
         )
         run_id = str(run.info.run_id)
