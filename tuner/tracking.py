@@ -76,7 +76,8 @@ def check_tracking_uri(uri: str, timeout: float = 5.0, *, existing: bool = False
             raise MimlTuneError(f"tracking store folder {path.parent} does not exist (from {uri})")
         if existing and not path.is_file():
             raise MimlTuneError(
-                f"no tracking store at {path}; pass the --tracking-uri the search logged to"
+                f"no MLflow store at {path}; run a search first or pass the --tracking-uri it "
+                "logged to"
             )
         if not os.access(path.parent, os.W_OK):
             raise MimlTuneError(f"tracking store folder {path.parent} is not writable ({uri})")

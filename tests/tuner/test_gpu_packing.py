@@ -84,7 +84,8 @@ def _search(workdir: Path, gpus: float) -> tuple[dict[str, Any], list[Any], str]
     return summary, runs, proc.stderr
 
 
-@pytest.mark.parametrize(("gpus", "at_once"), [(0.25, 4), (0.5, 2)])
+# One share size (a 0.5 share packing 2 was the same test at 70 s more of CI).
+@pytest.mark.parametrize(("gpus", "at_once"), [(0.25, 4)])
 def test_gpu_shares_pack_trials_and_fall_back_to_cpu(
     workdir: Path, gpus: float, at_once: int
 ) -> None:

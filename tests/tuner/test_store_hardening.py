@@ -61,7 +61,7 @@ def test_a_missing_store_is_named_and_not_created(
     (tmp_path / "fresh").mkdir()
     store = tmp_path / "fresh" / "mlflow.db"
     result = run_main(capsys, *READERS[command], "--tracking-uri", f"sqlite:///{store}")
-    assert_one_line_error(result, f"no tracking store at {store}", "--tracking-uri")
+    assert_one_line_error(result, f"no MLflow store at {store}", "--tracking-uri")
     assert not store.exists()
 
 
@@ -89,6 +89,7 @@ import os, sys, time
 from mlflow.tracking import MlflowClient  # imported before the start line: the race is the open
 from tuner import tracking
 go, uri, name = sys.argv[1:]
+open(go + "." + name, "w").close()  # ready
 while not os.path.exists(go):
     time.sleep(0.01)
 client = tracking.open_store(uri)
@@ -113,7 +114,10 @@ def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> 
         for i in range(4)
     ]
     try:
-        time.sleep(12)  # every process has imported MLflow and waits for the start line
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("go.search-*"))) < 4:  # all have imported MLflow
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.05)
         go.touch()
         errors = [p.communicate(timeout=300)[1] for p in procs]
     finally:
