@@ -179,7 +179,7 @@ def test_partial_label_search_on_mulan_yeast_with_its_official_test_split(workdi
 
 def test_a_search_whose_every_trial_fails_says_so_once_and_is_not_resumed(workdir: Path) -> None:
     space = dict(TEST_SPACE, name="all-fail", sampler="random", peers=[])
-    space["params"] = dict(TEST_SPACE["params"], lr=1.0e9, k=3, epochs=1)
+    space["params"] = dict(TEST_SPACE["params"], lr=[1.0e9, 2.0e9], k=3, epochs=1)
     space["budget"] = {"trials": 2, "max_epochs": 1}
     path = workdir / "space.yaml"
     path.write_text(yaml.safe_dump(space))
