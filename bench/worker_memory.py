@@ -77,7 +77,7 @@ def main() -> None:
     print(f"\n{args.repeats}x3 fold models, {args.epochs} epochs, config {CONFIG}")
     print("| policy | peak RSS (GB) | seconds | AP | load |\n|---|---|---|---|---|")
     for policy, rows in results.items():
-        med = {k: statistics.median(r[k] for r in rows) for k in ("peak_gb", "seconds")}
+        med = {k: round(statistics.median(r[k] for r in rows), 2) for k in ("peak_gb", "seconds")}
         aps = sorted({r["average_precision"] for r in rows})
         loads = f"{min(r['load'] for r in rows)}-{max(r['load'] for r in rows)}"
         print(f"| {policy} | {med['peak_gb']} | {med['seconds']} | {aps} | {loads} |")

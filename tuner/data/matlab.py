@@ -84,7 +84,9 @@ def _load(path: Path) -> dict[str, Any]:
             + _RESAVE.replace("FILE", path.stem)
         )
     try:
-        return scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True)
+        return _loadmat_isolated(path, where)
+    except MimlTuneError:
+        raise
     except NotImplementedError:
         raise MimlTuneError(
             f"{where}: is a MATLAB v7.3 (HDF5) file, which miml-tune does not read; "
@@ -97,6 +99,50 @@ def _load(path: Path) -> dict[str, Any]:
             f"{where}: {what}scipy cannot read it ({type(exc).__name__}: {reason[:80]}); "
             "pass a MATLAB v5/v7 .mat file"
         ) from None
+
+
+def _loadmat(path: Path, conn: Any) -> None:
+    """In the child of :func:`_loadmat_isolated`: the file's variables, or the error."""
+    import faulthandler
+
+    faulthandler.disable()  # a crash is reported by the parent, in one line
+    try:
+        conn.send(("ok", scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True)))
+    except Exception as exc:
+        conn.send(("error", exc))
+    finally:
+        conn.close()
+
+
+def _loadmat_isolated(path: Path, where: str) -> dict[str, Any]:
+    """``scipy.io.loadmat`` in a forked child: scipy's MATLAB v5 reader is C code that a damaged
+    file can crash (a segmentation fault was found by fuzzing), which would take the whole
+    command down with no message. The child shares this process's memory (fork), so nothing is
+    imported again; a crash becomes one line here."""
+    import multiprocessing
+
+    if not hasattr(os, "fork"):
+        return dict(scipy.io.loadmat(str(path), squeeze_me=False, struct_as_record=True))
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_loadmat, args=(path, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        kind, value = receive.recv()
+    except EOFError:
+        kind, value = "crashed", None
+    finally:
+        receive.close()
+        child.join()
+    if kind == "ok":
+        return dict(value)
+    if kind == "error":
+        raise value
+    raise MimlTuneError(
+        f"{where}: the MATLAB reader crashed on this file (exit {child.exitcode}); it is "
+        "damaged or not a MATLAB .mat file: pass a MATLAB v5/v7 .mat file"
+    )
 
 
 def _describe(value: Any) -> str:

@@ -280,3 +280,17 @@ def test_same_variable_for_bags_and_labels(tmp_path: Path) -> None:
     one_line_error(
         lamda(tmp_path), "cannot both be variable 'bags'", bag_key="bags", label_key="bags"
     )
+
+
+def test_a_reader_that_crashes_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scipy's MATLAB reader is C code that a damaged file can crash (fuzzing found one): it
+    runs in a forked child, so a crash (here a real SIGSEGV in the child) is one line."""
+    import signal
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+    path = lamda(tmp_path)
+    monkeypatch.setattr(scipy.io, "loadmat", crash)
+    message = one_line_error(path, "the MATLAB reader crashed on this file")
+    assert f"exit {-signal.SIGSEGV}" in message
