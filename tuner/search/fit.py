@@ -229,9 +229,12 @@ def fit_tuner(
             results = tuner.fit()
     finally:
         _DRIVERS.pop(folder.uri, None)
-    ended = results.num_terminated + results.num_errors
+    # Ended: failed, or finished (its own last epoch, or stopped by the scheduler: Tune marks
+    # both `done`). Tune also marks TERMINATED the trials it stops when interrupted, so its
+    # count of terminated trials would count those as done.
+    ended = sum(1 for r in results if r.error is not None or (r.metrics or {}).get("done"))
     spent = budget is not None and budget.spent
-    if ended < len(results) or (len(results) < spec.trials and not spent):
+    if not spent and (ended < len(results) or len(results) < spec.trials):
         # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
         raise KeyboardInterrupt(
             f"search interrupted with {ended} of {spec.trials} trials done; continue it with "
