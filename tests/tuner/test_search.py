@@ -193,3 +193,60 @@ def test_a_search_whose_every_trial_fails_says_so_once_and_is_not_resumed(workdi
 
     resumed = cli(workdir, "resume", "--name", "all-fail", "--tracking-uri", uri)
     assert_one_line_error(resumed, "every trial failed", "nothing to resume", "--overwrite")
+
+
+def _finished_trials(folder: Path, epochs: int) -> int:
+    """Trials whose Tune result file reached their last epoch."""
+    finished = 0
+    for path in folder.rglob("result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        finished += any(row.get("epoch") == epochs for row in rows)
+    return finished
+
+
+def test_an_interrupted_search_counts_only_the_trials_that_ended(workdir: Path) -> None:
+    """Ctrl-C while a trial trains: Tune stops it (and marks it TERMINATED), but the message
+    counts only the trials that finished."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tests.searches import cli_env
+
+    space = dict(TEST_SPACE, name="interrupted", sampler="random", peers=[])
+    space["scheduler"] = {"name": "fifo"}
+    space["budget"] = {"trials": 4, "max_epochs": 12, "concurrency": 1}
+    path = workdir / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "launch", "--space", str(path), "--tracking-uri", uri],
+        cwd=workdir, env=cli_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    folder = workdir / "miml-tune-results" / "interrupted"
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 400
+        while not any(", 1 done," in line for line in lines):  # the next trial now trains
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+            time.sleep(0.1)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=300)
+        reader.join(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    err = "".join(lines)
+    assert proc.returncode == 130, err[-3000:]
+    said = re.search(r"interrupted with (\d+) of 4 trials done", err)
+    assert said, err[-3000:]
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("result.json"))
+    assert int(said.group(1)) == _finished_trials(folder, 12) < 4, (said.group(0), files)
