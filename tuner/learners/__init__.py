@@ -38,22 +38,16 @@ def learner_names() -> list[str]:
     return sorted(_LEARNERS)
 
 
-def learner_module(name: str) -> str:
-    """The module of the learner registered under ``name``, not imported (for a worker to
-    import ahead of time)."""
+def resolve_learner(name: str) -> type[Learner]:
+    """Returns the learner class registered under ``name`` (case and '-'/'_' insensitive)."""
     key = _normalise(name)
     if key not in _LEARNERS:
         raise MimlTuneError(
             f"unknown model {name!r}; registered models: {', '.join(learner_names())}"
         )
-    return _LEARNERS[key].partition(":")[0]
-
-
-def resolve_learner(name: str) -> type[Learner]:
-    """Returns the learner class registered under ``name`` (case and '-'/'_' insensitive)."""
-    key = _normalise(name)
     if key not in _LOADED:
-        cls = getattr(importlib.import_module(learner_module(key)), _LEARNERS[key].split(":")[1])
+        module, _, cls_name = _LEARNERS[key].partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
         if cls.name != key:
             raise RuntimeError(
                 f"{_LEARNERS[key]} is registered as {key!r}, names itself {cls.name!r}"
@@ -62,4 +56,4 @@ def resolve_learner(name: str) -> type[Learner]:
     return _LOADED[key]
 
 
-__all__ = ["PEERS", "Learner", "learner_module", "learner_names", "resolve_learner"]
+__all__ = ["PEERS", "Learner", "learner_names", "resolve_learner"]

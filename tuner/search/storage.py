@@ -243,19 +243,26 @@ def driver_info() -> dict[str, Any]:
     }
 
 
-def download_searcher_state(folder: RunFolder, target: Path) -> Path | None:
-    """Copies the newest ``searcher-state-*.pkl`` of the experiment folder into ``target``."""
+def _newest(folder: RunFolder, prefix: str, *, by_time: bool = False) -> Any | None:
+    """The newest file of the experiment folder whose name starts with ``prefix``: by name
+    (Tune's suffix is a timestamp), or by modification time; ``None`` when there is none."""
     import pyarrow.fs
 
     entries = folder.fs.get_file_info(pyarrow.fs.FileSelector(folder.path))
-    states = sorted(
-        (e for e in entries if e.base_name.startswith("searcher-state-")),
-        key=lambda e: e.base_name,
+    matching = sorted(
+        (e for e in entries if e.base_name.startswith(prefix)),
+        key=(lambda e: e.mtime_ns or 0) if by_time else (lambda e: e.base_name),
     )
-    if not states:
+    return matching[-1] if matching else None
+
+
+def download_searcher_state(folder: RunFolder, target: Path) -> Path | None:
+    """Copies the newest ``searcher-state-*.pkl`` of the experiment folder into ``target``."""
+    newest = _newest(folder, "searcher-state-")
+    if newest is None:
         return None
-    local = target / states[-1].base_name
-    with folder.fs.open_input_stream(states[-1].path) as stream:
+    local = target / newest.base_name
+    with folder.fs.open_input_stream(newest.path) as stream:
         local.write_bytes(stream.read())
     return local
 
@@ -276,16 +283,10 @@ def reopen_trial_generation(folder: RunFolder) -> bool:
     the newest saved state. Returns whether a state was rewritten."""
     import pickle
 
-    import pyarrow.fs
-
-    entries = folder.fs.get_file_info(pyarrow.fs.FileSelector(folder.path))
-    states = sorted(
-        (e for e in entries if e.base_name.startswith("search_gen_state-")),
-        key=lambda e: e.base_name,
-    )
-    if not states:
+    newest = _newest(folder, "search_gen_state-")
+    if newest is None:
         return False
-    with folder.fs.open_input_stream(states[-1].path) as stream:
+    with folder.fs.open_input_stream(newest.path) as stream:
         state = pickle.loads(stream.read())  # Tune's own file, read as Tune's restore reads it
     if not isinstance(state, dict) or not state.get("finished"):
         return False
@@ -297,27 +298,21 @@ def reopen_trial_generation(folder: RunFolder) -> bool:
             wrapper["num_unfinished_live_trials"] = 0
     data = pickle.dumps(state)
     if folder.is_uri:
-        with folder.fs.open_output_stream(states[-1].path) as stream:
+        with folder.fs.open_output_stream(newest.path) as stream:
             stream.write(data)
         return True
-    tmp = Path(states[-1].path).with_name(f".{states[-1].base_name}.tmp")
+    tmp = Path(newest.path).with_name(f".{newest.base_name}.tmp")
     tmp.write_bytes(data)
-    os.replace(tmp, states[-1].path)
+    os.replace(tmp, newest.path)
     return True
 
 
 def tune_trials(folder: RunFolder) -> dict[str, dict[str, Any]]:
     """Tune's newest saved experiment state: ``{trial id: {status, last_result}}``."""
-    import pyarrow.fs
-
-    entries = folder.fs.get_file_info(pyarrow.fs.FileSelector(folder.path))
-    states = sorted(
-        (e for e in entries if e.base_name.startswith("experiment_state-")),
-        key=lambda e: e.mtime_ns or 0,
-    )
-    if not states:
+    newest = _newest(folder, "experiment_state-", by_time=True)
+    if newest is None:
         return {}
-    with folder.fs.open_input_stream(states[-1].path) as stream:
+    with folder.fs.open_input_stream(newest.path) as stream:
         experiment = json.loads(stream.read())
     trials = {}
     for trial in experiment.get("trial_data", []):
