@@ -346,6 +346,7 @@ class _SearchRun:
         from tuner.search.algorithms import end_stopped_trials
         from tuner.search.budget import TimeBudget
         from tuner.search.fit import fit_tuner
+        from tuner.search.racing import racing_for
         from tuner.search.results import EveryTrialFailed, leaderboard, summarise_search
         from tuner.search.runs import log_parent_end, log_peers, mlflow_dataset
         from tuner.search.trial_runs import TrialRuns
@@ -362,9 +363,10 @@ class _SearchRun:
             if before is not None:
                 before()
             budget = TimeBudget(self.spec.time_budget) if self.spec.time_budget else None
+            racing = racing_for(self.spec)
             trial_runs = TrialRuns(
                 uri, experiment_id, parent_id, self.folder.uri, budget,
-                dataset=mlflow_dataset(self.spec, self.full),
+                dataset=mlflow_dataset(self.spec, self.full), racing=racing,
             )  # fmt: skip
             if restore:
                 trial_runs.adopt_existing_runs(tune_trials(self.folder))
@@ -373,7 +375,7 @@ class _SearchRun:
             timing["to_fit_seconds"] = round(search_started - started, 1)
             results, resumed = fit_tuner(
                 self.spec, self.dev, self.protocol, self.folder, trial_runs, self.options,
-                restore, budget,
+                restore, budget, racing,
             )  # fmt: skip
             timing["search_seconds"] = round(time.monotonic() - search_started, 1)
             if budget is not None and budget.spent:
@@ -381,7 +383,9 @@ class _SearchRun:
             trial_runs.end_open_runs(
                 {str(r.metrics.get("trial_id")): dict(r.metrics) for r in results if r.metrics}
             )
-            board = leaderboard(results, self.spec.metric, trial_runs.stopped)
+            board = leaderboard(
+                results, self.spec.metric, trial_runs.stopped, trial_runs.never_started
+            )
             if peer_job is not None:
                 self.state["peers"], timing["peer_seconds"] = peer_job.result()
                 log_peers(mlflow, parent_id, self.state["peers"])
@@ -394,6 +398,8 @@ class _SearchRun:
             summary["timing"] = timing
             if resumed is not None:
                 summary["resumed"] = resumed
+            if racing is not None:
+                summary["racing"] = racing.describe()
             short = len(board) < self.spec.trials
             if budget is not None:
                 summary["time_budget"] = {

@@ -7,6 +7,7 @@ import functools
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tuner.search.budget import TimeBudget
 from tuner.search.cluster import trials_at_once
 from tuner.search.data import search_metrics
 from tuner.search.options import LaunchOptions
+from tuner.search.racing import Racing
 from tuner.search.storage import RunFolder, download_searcher_state, finished_trials
 from tuner.spec import SearchSpec
 from tuner.trial import CVProtocol, search_trainable
@@ -127,8 +129,12 @@ class DriverStopper(Stopper):
         return driver.budget if driver is not None else None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        budget = self.budget()
-        return budget is not None and budget(trial_id, result)
+        driver = _DRIVERS.get(self.key)
+        if driver is None:
+            return False
+        if driver.budget is not None and driver.budget(trial_id, result):
+            return True
+        return driver.racing is not None and driver.racing(trial_id, result)
 
     def stop_all(self) -> bool:
         budget = self.budget()
@@ -139,6 +145,7 @@ class DriverStopper(Stopper):
 class _Driver:
     callbacks: list[Any]
     budget: TimeBudget | None
+    racing: Racing | None = None
 
 
 _DRIVERS: dict[str, _Driver] = {}  # search folder URI -> what its driver runs in this process
@@ -153,10 +160,12 @@ def fit_tuner(
     options: LaunchOptions,
     restore: bool = False,
     budget: TimeBudget | None = None,
+    racing: Racing | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Runs (or, with ``restore``, continues) the Tune experiment; returns its results and, for a
     resumed search, what was restored. With a time ``budget`` the experiment ends when it is
-    spent, trials still training stopped, like a search that ran all its trials."""
+    spent, trials still training stopped, like a search that ran all its trials. With ``racing``
+    a trial stops once the folds show it clearly worse than the best finished trial."""
     import ray
     from ray import tune
 
@@ -204,7 +213,7 @@ def fit_tuner(
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            stop=DriverStopper(folder.uri) if budget is not None else None,
+            stop=DriverStopper(folder.uri),  # the time budget and the racing rule, if any
         )
         tuner = tune.Tuner(
             trainable,
@@ -221,7 +230,7 @@ def fit_tuner(
             ),
             run_config=run_config,
         )
-    _DRIVERS[folder.uri] = _Driver(callbacks, budget)
+    _DRIVERS[folder.uri] = _Driver(callbacks, budget, racing)
     try:
         # Ray's driver prints the raylet's notices (a worker that died, say) on stdout, which is
         # the summary's (launch --json): they go to stderr, with the progress line.
@@ -229,10 +238,7 @@ def fit_tuner(
             results = tuner.fit()
     finally:
         _DRIVERS.pop(folder.uri, None)
-    # Ended: failed, or finished (its own last epoch, or stopped by the scheduler: Tune marks
-    # both `done`). Tune also marks TERMINATED the trials it stops when interrupted, so its
-    # count of terminated trials would count those as done.
-    ended = sum(1 for r in results if r.error is not None or (r.metrics or {}).get("done"))
+    ended = sum(1 for r in results if trial_ended(r.metrics, r.error))
     spent = budget is not None and budget.spent
     if not spent and (ended < len(results) or len(results) < spec.trials):
         # Tune catches Ctrl-C itself, saves its state and returns: this search did not finish.
@@ -248,6 +254,18 @@ def fit_tuner(
         resumed["trials_after"] = finished_in_study(searcher)
     forget_searcher(folder.uri)
     return results, resumed
+
+
+def trial_ended(metrics: Mapping[str, Any] | None, error: Any) -> bool:
+    """Whether a trial of a fit's results ended: it failed, the scheduler stopped it (Tune marks
+    that result ``done``), or it reported its last epoch (the only report carrying
+    ``per_fold``). Tune also marks TERMINATED the trials it stops when interrupted, so its count
+    of terminated trials would count those as done. And ``done`` alone misses trials that
+    finished before a resume: when a trial's function returns, Tune sets ``done`` on its last
+    result in place, without marking the trial for its next experiment save, so the restored
+    trial can lack it."""
+    metrics = metrics or {}
+    return error is not None or bool(metrics.get("done")) or "per_fold" in metrics
 
 
 def _restore_tuner(

@@ -23,14 +23,19 @@ class EveryTrialFailed(MimlTuneError):
     """Every trial of a search raised: running them again would fail the same way."""
 
 
-def leaderboard(results: Any, metric: str, stopped: Collection[str] = ()) -> list[dict[str, Any]]:
+def leaderboard(
+    results: Any, metric: str, stopped: Collection[str] = (), never_started: Collection[str] = ()
+) -> list[dict[str, Any]]:
     """One row per trial, best first: completed trials ranked by the metric (ties: lower fold
     std, then the earlier trial), then pruned trials, trials the time budget stopped, then
-    failed ones. Only a trial that trained its last epoch under the full CV protocol is
+    failed ones; trials that never started (their paths in ``never_started``) are left out.
+    Only a trial that trained its last epoch under the full CV protocol is
     ``completed``: a trial that stopped with fewer repeats (or epochs) can never be the best.
     A completed trial's row keeps its per-fold values (``folds``) for paired tests."""
     rows = []
     for order, result in enumerate(results):
+        if str(result.path) in never_started:
+            continue
         metrics = dict(result.metrics or {})
         trial_id = metrics.get("trial_id") or Path(result.path).name
         status = "error" if result.error else "completed"

@@ -11,6 +11,7 @@ from ray.tune import Callback
 from tuner import tracking
 from tuner.search.budget import TimeBudget
 from tuner.search.progress import is_pruned, protocol_reached, short_config
+from tuner.search.racing import Racing
 from tuner.tracking import APPLICATION_ERROR
 
 ATTEMPT_TAG = "miml_tune.attempt"  # 1, then 2 for a trial run again after a resume, ...
@@ -40,6 +41,7 @@ class TrialRuns(Callback):
         budget: TimeBudget | None = None,
         *,
         dataset: dict[str, str] | None = None,
+        racing: Racing | None = None,
     ) -> None:
         self.uri = uri
         self.dataset = dataset
@@ -47,7 +49,9 @@ class TrialRuns(Callback):
         self.parent_run_id = parent_run_id
         self.experiment_folder = experiment_folder
         self.budget = budget
+        self.racing = racing
         self.stopped: set[str] = set()  # trials the time budget stopped
+        self.never_started: set[str] = set()  # paths of trials that ended PENDING, with no run
         self.runs: dict[str, str] = {}
         self.earlier: dict[str, str] = {}  # trial id -> run id, from an earlier driver
         self.attempts: dict[str, int] = {}  # trial id -> attempts begun before this driver
@@ -209,13 +213,20 @@ class TrialRuns(Callback):
 
     def _finished_tags(self, last: dict[str, Any]) -> dict[str, str]:
         status = "pruned" if is_pruned(last) else "completed"
-        if status == "pruned" and self.budget is not None and self.budget.spent:
+        raced = self.racing.stopped.get(str(last.get("trial_id"))) if self.racing else None
+        if status == "pruned" and raced is None and self.budget is not None and self.budget.spent:
             status = "stopped"  # still training when the search's time budget ran out
-        return {
+        tags = {
             tracking.STATUS_TAG: status,
             "miml_tune.epochs": str(last.get("epoch", 0)),
             "miml_tune.protocol": protocol_reached(last),
         }
+        if status == "pruned" and raced is not None:
+            tags["miml_tune.pruned_by"] = (
+                f"racing: worse than trial {raced['incumbent']} on {raced['folds']} folds at "
+                f"epoch {raced['epoch']} (one-sided Wilcoxon p = {raced['p_value']:.3g})"
+            )
+        return tags
 
     @staticmethod
     def _error_tags(message: str) -> dict[str, str]:
@@ -243,6 +254,15 @@ class TrialRuns(Callback):
             self._close(run_id, status, tags)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # A trial still PENDING when the time budget ended the experiment never started: it has
+        # no run and is not a trial of the search yet (a resume runs it).
+        self.never_started = {
+            str(t.path)
+            for t in trials
+            if t.status == "PENDING"
+            and t.trial_id not in self.runs
+            and t.trial_id not in self.earlier
+        }
         self.flush()
 
     def flush(self) -> None:
