@@ -6,7 +6,8 @@ differ only in sampler, scheduler and fidelity:
 
 - ``random_fifo``: random sampler, no pruning, every trial under the full protocol;
 - ``tpe_asha_epochs``: TPE + ASHA on epochs (every CV repeat from the first epoch);
-- ``tpe_asha_repeats``: TPE + ASHA with CV repeats as a second fidelity (the new default).
+- ``tpe_asha_repeats``: TPE + ASHA with CV repeats as a second fidelity (the new default);
+- ``tpe_asha_repeats_racing``: the same with the racing rule (``scheduler.racing: wilcoxon``).
 
 Runs are interleaved (seed 0: A B C, seed 1: A B C, ...) so that the machine's load falls on
 every strategy alike. Each run's best configuration (chosen on the search's CV, never on the
@@ -16,6 +17,11 @@ figure and the time-to-random ratio.
 
     python bench/efficiency.py --budget 240 --seeds 0 1 2            # ~45 min on 2 cores
     python bench/efficiency.py --report                               # table + figure so far
+    python bench/efficiency.py --out bench/out/efficiency-racing \
+        --strategies tpe_asha_repeats tpe_asha_repeats_racing ...        # racing, back to back
+
+Runs in another ``--out`` folder without random-search runs of their own are compared with
+those of the default folder for the time-to-random ratio.
 """
 
 from __future__ import annotations
@@ -33,8 +39,21 @@ STRATEGIES: dict[str, dict[str, str]] = {
     "random_fifo": {"sampler": "random", "scheduler": "fifo", "fidelity": "epochs"},
     "tpe_asha_epochs": {"sampler": "tpe", "scheduler": "asha", "fidelity": "epochs"},
     "tpe_asha_repeats": {"sampler": "tpe", "scheduler": "asha", "fidelity": "repeats"},
+    "tpe_asha_repeats_racing": {
+        "sampler": "tpe",
+        "scheduler": "asha",
+        "fidelity": "repeats",
+        "racing": "wilcoxon",
+    },
 }
-OUT = Path("bench/out/efficiency")
+DEFAULT_OUT = Path("bench/out/efficiency")
+OUT = DEFAULT_OUT  # --out moves it
+
+
+def _runs_in(folder: Path, strategy: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"run-{strategy}-s*.json"))]
+
+
 FIGURE = Path("bench/figures/efficiency_anytime.png")
 
 
@@ -187,10 +206,11 @@ def report() -> None:
             f" | {med([r.get('scores', {}).get('cv_5x3') for r in group])}"
             f" | {med([r.get('scores', {}).get('holdout') for r in group])} |"
         )
-    for strategy in ("tpe_asha_repeats", "tpe_asha_epochs"):
+    for strategy in ("tpe_asha_repeats", "tpe_asha_epochs", "tpe_asha_repeats_racing"):
         ratios = []
         for run in by.get(strategy, []):
-            random = next((r for r in by.get("random_fifo", []) if r["seed"] == run["seed"]), None)
+            randoms = by.get("random_fifo") or _runs_in(DEFAULT_OUT, "random_fifo")
+            random = next((r for r in randoms if r["seed"] == run["seed"]), None)
             if random is None:
                 continue
             target = random["summary"]["best"]["metrics"]["average_precision"]["mean"]
@@ -254,9 +274,12 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3, help="CV repeats of the search")
     parser.add_argument("--grace", type=int, default=2, help="ASHA grace period (epochs)")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of the runs [%(default)s]")
     parser.add_argument("--report", action="store_true", help="only report the runs so far")
     parser.add_argument("--no-score", action="store_true", help="skip the 5x3 and holdout scoring")
     args = parser.parse_args()
+    global OUT
+    OUT = args.out
     if args.report:
         report()
         return

@@ -76,6 +76,12 @@ def cli() -> None:
     "trials) | epochs: every repeat from the first epoch [the space's scheduler.fidelity].",
 )
 @click.option(
+    "--racing",
+    type=str,
+    help="wilcoxon: stop a trial once a one-sided Wilcoxon test over the folds it shares with "
+    "the best finished trial says it is worse | none [the space's scheduler.racing].",
+)
+@click.option(
     "--time-budget",
     type=str,
     help="End the search after this wall time (90s, 30m, 2h); trials still training stop, "
@@ -112,6 +118,7 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
         sampler=options.pop("sampler"),
         scheduler=options.pop("scheduler"),
         fidelity=options.pop("fidelity"),
+        racing=options.pop("racing"),
         time_budget=_duration(options.pop("time_budget")),
     )
     summary = run_search(spec, LaunchOptions(**options))

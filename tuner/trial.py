@@ -26,6 +26,8 @@ from tuner.data import MIMLDataset
 from tuner.learners import resolve_learner
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, compute, compute_instances
 
+FOLD_VALUES = "fold_values"  # a row's key: the objective on each fold (the racing rule reads it)
+
 Reporter = Callable[[dict[str, Any]], None]
 
 
@@ -123,6 +125,7 @@ def run_cv(
     report: Reporter | None = None,
     schedule: RepeatsSchedule | None = None,
     folds: Sequence[Fold] | None = None,
+    objective: str | None = None,
 ) -> CVResult:
     """Trains and validates ``model`` with ``config`` on every fold of ``data``, epoch by epoch.
 
@@ -141,6 +144,8 @@ def run_cv(
         folds: ``protocol.splits(data.labels)`` when the caller has them already (a search's
             driver makes them once for every trial, so trial workers need not import the
             stratifier); made here otherwise.
+        objective: a metric whose value on each fold every row also carries (under
+            ``fold_values``), for the search's racing rule.
 
     Returns:
         The summary of the last epoch, the per-fold values of the last epoch and the history.
@@ -231,11 +236,17 @@ def run_cv(
                         per_fold[name].append(value)
 
     def row() -> dict[str, Any]:
-        out = {"epoch": epoch, "target_epochs": epochs, **summarise(per_fold, losses)}
+        out: dict[str, Any] = {
+            "epoch": epoch,
+            "target_epochs": epochs,
+            **summarise(per_fold, losses),
+        }
         out["cv_repeats_done"] = len(learners) // protocol.folds
         out["full_protocol"] = float(len(learners) == len(folds))
         out["fold_epochs"] = fold_epochs
         out["epoch_seconds"] = time.perf_counter() - started
+        if objective is not None:
+            out[FOLD_VALUES] = list(per_fold.get(objective, []))
         return out
 
     for epoch in range(1, epochs + 1):
@@ -294,6 +305,7 @@ def tune_trainable(
     metrics: Sequence[str] = ALL_METRICS,
     schedule: RepeatsSchedule | None = None,
     folds: Sequence[Fold] | None = None,
+    objective: str | None = None,
 ) -> None:
     """The Ray Tune function trainable: :func:`run_cv` reporting every epoch to Tune."""
     from ray import tune
@@ -323,6 +335,7 @@ def tune_trainable(
             report=report,
             schedule=schedule,
             folds=folds,
+            objective=objective,
         )
     finally:
         # Tune reuses this worker for the next trial: hand the fold models' memory back to the
@@ -357,7 +370,7 @@ def search_trainable(
     try:
         tune_trainable(
             config, data=data, model=model, protocol=protocol, max_epochs=max_epochs,
-            metrics=metrics, schedule=schedule, folds=folds,
+            metrics=metrics, schedule=schedule, folds=folds, objective=metric,
         )  # fmt: skip
     except Exception as exc:
         # Tune checks that every result carries the searched metric: NaN, which the scheduler,

@@ -92,7 +92,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "bad sampler": ([*launch, "--sampler", "grid"], r"unknown sampler 'grid'"),
         "bad option": (
             [*launch, "--trails", "3"],
-            r"No such option .--trails.\. Did you mean .--trials.",
+            r"No such option .--trails.\. \(Did you mean .*'--trials'",
         ),
         "bad int": ([*launch, "--trials", "many"], r"'many' is not a valid integer"),
         "unknown dataset": (["data", "info", "imagenet"], r"unknown dataset 'imagenet'"),

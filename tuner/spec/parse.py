@@ -36,7 +36,7 @@ _TOP_KEYS = {
     "holdout_seed": "seed of the holdout split alone (--seed does not move the holdout)",
     "seed": "integer seed",
     "budget": "{trials, max_epochs, concurrency, time}",
-    "scheduler": "{name, grace_period, reduction_factor, fidelity}",
+    "scheduler": "{name, grace_period, reduction_factor, fidelity, racing, racing_alpha}",
     "sampler": "the Optuna sampler",
     "known_labels": "known-label proportion p in (0, 1] of the training labels (SARB protocol)",
     "peers": "classic models scored on the same folds, e.g. [bag_mean_linear, miml_knn]",
@@ -44,7 +44,14 @@ _TOP_KEYS = {
 }
 _CV_KEYS = ("folds", "repeats")
 _BUDGET_KEYS = ("trials", "max_epochs", "concurrency", "time")
-_SCHEDULER_KEYS = ("name", "grace_period", "reduction_factor", "fidelity")
+_SCHEDULER_KEYS = (
+    "name",
+    "grace_period",
+    "reduction_factor",
+    "fidelity",
+    "racing",
+    "racing_alpha",
+)
 
 
 def _spaces_dir() -> Path:
@@ -104,7 +111,10 @@ _MODEL_SPACE_KEYS = {
     "model": "the registered model this default space is for",
     "description": "one line",
     "budget": "{trials, max_epochs, concurrency, time}: overrides the dataset space's",
-    "scheduler": "{name, grace_period, reduction_factor, fidelity}: overrides the dataset space's",
+    "scheduler": (
+        "{name, grace_period, reduction_factor, fidelity, racing, racing_alpha}: overrides the "
+        "dataset space's"
+    ),
     "params": "hyper-parameter domains",
 }
 
@@ -221,9 +231,9 @@ def parse_space(text: str, *, source: str = "<string>") -> SearchSpec:
                 continue
             kind: type | tuple[type, ...] = (
                 str
-                if key in ("name", "fidelity")
+                if key in ("name", "fidelity", "racing")
                 else (int, float)
-                if key == "reduction_factor"
+                if key in ("reduction_factor", "racing_alpha")
                 else int
             )
             settings[names[key]] = get(block, key, kind, f"{section}.")

@@ -20,6 +20,7 @@ from tuner.spec.domains import domain_kind, domain_size, domain_to_yaml, to_tune
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 FIDELITIES = ("repeats", "epochs")
+RACING_RULES = ("none", "wilcoxon")
 SCHEDULERS = ("asha", "fifo")
 DEFAULT_PEERS = ("bag_mean_linear",)
 
@@ -52,6 +53,8 @@ class SearchSpec:
     grace_period: int = 5
     reduction_factor: float = 3.0
     fidelity: str = "repeats"  # ASHA's resources: epochs alone, or CV repeats and epochs
+    racing: str = "none"  # wilcoxon: stop a trial the folds show clearly worse than the best
+    racing_alpha: float = 0.05  # the level of the racing rule's one-sided test
     time_budget: float | None = None  # seconds of wall time; None: no limit
     sampler: str = "tpe"
     known_labels: float = 1.0
@@ -157,6 +160,11 @@ class SearchSpec:
                 "grace_period": self.grace_period,
                 "reduction_factor": self.reduction_factor,
                 "fidelity": self.fidelity,
+                **(
+                    {"racing": self.racing, "racing_alpha": self.racing_alpha}
+                    if self.racing != "none"
+                    else {}
+                ),
             },
             "sampler": self.sampler,
             **({"known_labels": self.known_labels} if self.known_labels < 1 else {}),
@@ -243,6 +251,17 @@ def check_settings(spec: SearchSpec, *, where: str) -> None:
             f"{where}: unknown scheduler.fidelity {short(spec.fidelity)}; allowed: "
             f"{', '.join(FIDELITIES)} (repeats: a trial adds CV repeats as it survives ASHA's "
             "rungs; epochs: every repeat from the first epoch)"
+        )
+    if spec.racing not in RACING_RULES:
+        raise MimlTuneError(
+            f"{where}: unknown scheduler.racing {short(spec.racing)}; allowed: "
+            f"{', '.join(RACING_RULES)} (wilcoxon: stop a trial once a one-sided Wilcoxon test "
+            "over the folds it shares with the best trial says it is worse)"
+        )
+    if not (isinstance(spec.racing_alpha, (int, float)) and 0 < spec.racing_alpha <= 0.5):
+        raise MimlTuneError(
+            f"{where}: scheduler.racing_alpha must be a number in (0, 0.5], got "
+            f"{short(spec.racing_alpha)}"
         )
     if spec.time_budget is not None and not (
         math.isfinite(spec.time_budget) and spec.time_budget > 0
