@@ -5,6 +5,7 @@ one line of at most 1,000 characters; no other exception, and none takes over th
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -39,9 +40,12 @@ def _valid(kind: str) -> bytes:
 VALID = {kind: _valid(kind) for kind in ("miml", "mulan", "mat")}
 SUFFIX = {"miml": ".arff", "mulan": ".arff", "mat": ".mat"}
 
-# Examples per kind and CI run (a .mat file is read in a forked child, since scipy's reader can
-# crash on a damaged file: about 20 ms each).
-EXAMPLES = {"miml": 1000, "mulan": 1000, "mat": 1000}
+# Mutated files per kind and run (a .mat file is read in a forked child, since scipy's reader
+# can crash on a damaged file: about 20 ms each), and random byte strings a quarter of that. Every
+# run draws new cases; MIML_TUNE_FUZZ_EXAMPLES=5000 fuzzes longer than the suite's 300.
+MUTATED = int(os.environ.get("MIML_TUNE_FUZZ_EXAMPLES", "300"))
+EXAMPLES = {"miml": MUTATED, "mulan": MUTATED, "mat": MUTATED}
+RANDOM = max(1, MUTATED // 4)
 
 _FUZZ = settings(
     deadline=10_000,  # ms per example; an ARFF loads in ms, a crashing .mat child takes seconds
@@ -112,7 +116,7 @@ def test_fuzz_mutated_files(kind: str) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_fuzz_random_bytes(kind: str) -> None:
-    @settings(_FUZZ, max_examples=300)
+    @settings(_FUZZ, max_examples=RANDOM)
     @given(
         data=st.one_of(
             st.binary(max_size=300), st.binary(max_size=40).map(VALID[kind][:60].__add__)
