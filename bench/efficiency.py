@@ -274,7 +274,9 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3, help="CV repeats of the search")
     parser.add_argument("--grace", type=int, default=2, help="ASHA grace period (epochs)")
-    parser.add_argument("--out", type=Path, default=OUT, help="folder of the runs [%(default)s]")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="folder of the runs [%(default)s]"
+    )
     parser.add_argument("--report", action="store_true", help="only report the runs so far")
     parser.add_argument("--no-score", action="store_true", help="skip the 5x3 and holdout scoring")
     args = parser.parse_args()
