@@ -211,6 +211,12 @@ def promote(as_json: bool, **options: Any) -> None:
 )
 @click.option("--bag-key", help="Name of the bag cell array in a .mat --data file.")
 @click.option("--label-key", help="Name of the label matrix in a .mat --data file.")
+@click.option(
+    "--trust-pickled-model",
+    is_flag=True,
+    help="Load a model promoted by miml-tune 0.1 (a pickle: loading it runs code from the model "
+    "store); only for a store you trust.",
+)
 @_TRACKING
 @_JSON
 def predict(model_uri: str, data: str, as_json: bool, **options: Any) -> None:

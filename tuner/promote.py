@@ -434,17 +434,17 @@ def _log_model(
         )
         mlflow.set_tracking_uri(uri)
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
-            files = serving.save_learner(learner, Path(tmp), meta)
+            serving.save_learner(learner, Path(tmp) / "learner", meta)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=serving.ENTRY_FILE,
-                artifacts=files,
+                loader_module=serving.LOADER_MODULE,
+                data_path=str(Path(tmp) / "learner"),
                 signature=signature,
                 input_example=example,
                 pip_requirements=serving.pip_requirements(),
                 metadata={"miml_tune": meta},
             )
-        reloaded = mlflow.pyfunc.load_model(info.model_uri)
+        reloaded = serving.load_model(info.model_uri, uri)
         got = reloaded.predict(serving.bags_to_frame(bags, ids))
         drift = float(np.max(np.abs(got[meta["label_names"]].to_numpy() - expected)))
         if not drift <= 1e-5:

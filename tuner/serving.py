@@ -1,9 +1,14 @@
 """A trained learner as an MLflow model: saved with its preprocessing, loaded by name, predicting.
 
-A promoted model is an MLflow ``python_function`` model whose only artifact is the trained
-learner (its fitted feature scaling, bag graphs or bag pooling, and network) plus a small JSON
-file of metadata (model name, feature count, label names). Loading it needs nothing but the
-installed ``miml-tune`` package.
+A promoted model is an MLflow ``python_function`` model in MLflow's *loader module* form: its
+data folder holds the trained learner as data (``learner.json``, the configuration, fitted
+scaling and the like, and ``tensors.pt``, the weights and arrays, read with
+``torch.load(weights_only=True)``; :mod:`tuner.learners.state`) plus a small JSON file of
+metadata (model name, feature count, label names), and MLflow loads it by calling
+:func:`_load_pyfunc` of this installed module. Loading runs no code and unpickles nothing from
+the model store. Models promoted by miml-tune 0.1 (a torch pickle, loaded through a copy of
+``serving_entry.py`` kept in the store) are refused unless the caller trusts the store
+(``--trust-pickled-model``).
 
 Bags do not fit a table, so the model's input is the *long* form every MIML tool can write: one
 row per instance, a ``bag_id`` column and the instance features ``f0 … f{d-1}``. Its output is one
@@ -28,13 +33,13 @@ from tuner.errors import MimlTuneError, first_line
 if TYPE_CHECKING:
     from tuner.learners import Learner
 
-ENTRY_FILE = str(Path(__file__).with_name("serving_entry.py"))
-LEARNER_FILE = "learner.pt"
+ENTRY_FILE = str(Path(__file__).with_name("serving_entry.py"))  # miml-tune 0.1's models
+LOADER_MODULE = "tuner.serving"  # MLflow calls its _load_pyfunc(data folder)
+LEARNER_FILE = "learner.json"
+TENSORS_FILE = "tensors.pt"
+PICKLED_FILE = "learner.pt"  # a model promoted by miml-tune 0.1: a torch pickle
 META_FILE = "miml_tune_model.json"
 BAG_COLUMN = "bag_id"
-# Attributes every learner keeps only to train: dropped before saving (closures do not pickle,
-# and an optimiser's state is as large as the model).
-_TRAINING_ONLY = ("optimizer", "scheduler")
 
 
 def quiet_mlflow() -> None:
@@ -96,34 +101,82 @@ def frame_to_bags(frame: pd.DataFrame, n_features: int) -> tuple[list[str], list
 
 
 def save_learner(learner: Learner, folder: Path, meta: Mapping[str, Any]) -> dict[str, str]:
-    """Writes the learner (without its training-only state) and ``meta``; returns the files."""
+    """Writes the learner as data (without its training-only state) and ``meta`` into
+    ``folder``; returns the files."""
     import torch
+
+    from tuner.learners.state import export_learner
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = dict(vars(learner))
-    for key in (*_TRAINING_ONLY, *learner.training_only):
-        state.pop(key, None)
-    clone = object.__new__(type(learner))
-    clone.__dict__.update(state)
-    torch.save(clone, folder / LEARNER_FILE)
+    document, tensors = export_learner(learner)
+    (folder / LEARNER_FILE).write_text(json.dumps(document, allow_nan=False))
+    torch.save(tensors, folder / TENSORS_FILE)
     (folder / META_FILE).write_text(json.dumps(dict(meta), indent=2, sort_keys=True))
-    return {"learner": str(folder / LEARNER_FILE), "meta": str(folder / META_FILE)}
+    return {name: str(folder / name) for name in (LEARNER_FILE, TENSORS_FILE, META_FILE)}
 
 
-def load_learner(path: str | os.PathLike[str]) -> Learner:
-    """The learner saved by :func:`save_learner`, on the CPU."""
+def load_learner(folder: str | os.PathLike[str], *, trust_pickled: bool = False) -> Learner:
+    """The learner saved by :func:`save_learner` in ``folder``, on the CPU, read as data.
+
+    A folder of miml-tune 0.1 (``learner.pt``, a pickle) loads only with ``trust_pickled``.
+    """
     import torch
 
-    learner: Learner = torch.load(Path(path), map_location="cpu", weights_only=False)
-    learner.device = torch.device("cpu")
-    return learner
+    from tuner.learners.state import StateError, import_learner
+
+    folder = Path(folder)
+    if (folder / LEARNER_FILE).is_file():
+        try:
+            document = json.loads((folder / LEARNER_FILE).read_text())
+            tensors = torch.load(folder / TENSORS_FILE, map_location="cpu", weights_only=True)
+            return import_learner(document, tensors)
+        except (OSError, ValueError, RuntimeError, StateError) as exc:
+            raise MimlTuneError(
+                f"cannot read the saved learner in {folder}: {first_line(exc)}"
+            ) from None
+    if (folder / PICKLED_FILE).is_file():
+        if not trust_pickled:
+            raise MimlTuneError(pickled_model_message(str(folder)))
+        learner: Learner = torch.load(folder / PICKLED_FILE, map_location="cpu", weights_only=False)
+        learner.device = torch.device("cpu")
+        return learner
+    raise MimlTuneError(f"no saved learner in {folder} ({LEARNER_FILE} or {PICKLED_FILE})")
+
+
+def pickled_model_message(where: str) -> str:
+    return (
+        f"{where} was promoted by miml-tune 0.1 as a pickle, which runs code from the model "
+        "store when it loads; promote the search again to store it as data, or pass "
+        "--trust-pickled-model if you trust that store"
+    )
+
+
+class ServedModel:
+    """What MLflow's ``pyfunc`` loader returns for a miml-tune model: predicts bag scores."""
+
+    def __init__(self, learner: Learner, meta: Mapping[str, Any]) -> None:
+        self.learner, self.meta = learner, dict(meta)
+
+    def predict(
+        self, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        ids, bags = frame_to_bags(model_input, int(self.meta["n_features"]))
+        return scores_frame(ids, predict_bags(self.learner, bags), self.meta["label_names"])
+
+
+def _load_pyfunc(data_path: str) -> ServedModel:
+    """MLflow's entry point for the loader-module form (``loader_module="tuner.serving"``)."""
+    folder = Path(data_path)
+    meta = json.loads((folder / META_FILE).read_text())
+    return ServedModel(load_learner(folder), meta)
 
 
 class MimlTuneModel(PythonModel):
-    """The MLflow ``python_function`` wrapper of a trained learner (see the module docstring)."""
+    """The wrapper of models promoted by miml-tune 0.1 (loaded through ``serving_entry.py``),
+    kept so that a store one trusts can still be read (``--trust-pickled-model``)."""
 
     def load_context(self, context: Any) -> None:
-        self.learner = load_learner(context.artifacts["learner"])
+        self.learner = load_learner(Path(context.artifacts["learner"]).parent, trust_pickled=True)
         self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
 
     def predict(
@@ -198,11 +251,16 @@ def check_predict_options(out: str | None, threshold: float | None, top_k: int |
         raise MimlTuneError(f"--top-k must be an integer >= 1, got {top_k}")
 
 
-def load_model(model_uri: str, tracking_uri: str) -> Any:
+def load_model(model_uri: str, tracking_uri: str, *, trust_pickled: bool = False) -> Any:
     """The pyfunc model at ``model_uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION``,
-    ``runs:/ID/model`` or a local folder), or one line saying why it cannot be loaded."""
+    ``runs:/ID/model`` or a local folder), or one line saying why it cannot be loaded.
+
+    The model's description (its ``MLmodel`` file) is read first: only a miml-tune model stored
+    as data is loaded; one stored as a pickle (miml-tune 0.1) only with ``trust_pickled``, and
+    any other model never (loading it could run code from the store)."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.models import get_model_info
 
     quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
@@ -215,14 +273,16 @@ def load_model(model_uri: str, tracking_uri: str) -> Any:
             "pass --tracking-uri"
         )
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
+        info = get_model_info(model_uri)
+        if not (info.metadata or {}).get("miml_tune"):
+            raise MimlTuneError(f"{model_uri} is not a miml-tune model (no miml_tune metadata)")
+        loader = (info.flavors.get("python_function") or {}).get("loader_module")
+        if loader != LOADER_MODULE and not trust_pickled:
+            raise MimlTuneError(pickled_model_message(f"model {model_uri}"))
+        return mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
         first = first_line(exc)
         raise MimlTuneError(f"cannot load model {model_uri} from {tracking_uri}: {first}") from None
-    meta = (model.metadata.metadata or {}).get("miml_tune")
-    if not meta:
-        raise MimlTuneError(f"{model_uri} is not a miml-tune model (no miml_tune metadata)")
-    return model
 
 
 def label_sets(
@@ -252,6 +312,7 @@ def predict(
     top_k: int | None = None,
     bag_key: str | None = None,
     label_key: str | None = None,
+    trust_pickled_model: bool = False,
 ) -> dict[str, Any]:
     """Scores every bag of the data file ``data`` with the model at ``model_uri``.
 
@@ -278,7 +339,7 @@ def predict(
     else:
         dataset = load_dataset(data, **keys)
         n_features = dataset.n_features
-    model = load_model(model_uri, uri)
+    model = load_model(model_uri, uri, trust_pickled=trust_pickled_model)
     meta = model.metadata.metadata["miml_tune"]
     if n_features != int(meta["n_features"]):
         raise MimlTuneError(

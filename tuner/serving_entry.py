@@ -1,8 +1,6 @@
-"""The file MLflow runs to build a promoted model when it is loaded ("models from code").
-
-It only names the wrapper class of the installed package, so no wrapper object is pickled. The
-trained learner itself (``learner.pt``) is a torch pickle: it loads with the same miml-tune
-version installed, and like any pickle it must come from a store you trust.
+"""The file MLflow ran to build a model promoted by miml-tune 0.1 ("models from code"); kept
+so that such a model still loads with ``--trust-pickled-model`` (its ``learner.pt`` is a torch
+pickle). New models are data, in MLflow's loader-module form (:mod:`tuner.serving`).
 """
 
 from mlflow.models import set_model

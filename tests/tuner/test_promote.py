@@ -21,10 +21,10 @@ from tests.searches import (
     assert_one_line_error,
     cli,
     cli_env,
-    launch_small,
     run_main,
 )
 from tests.tuner.data.test_arff import write_miml_arff
+from tests.tuner.test_model_trust import NO_PICKLE
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,10 @@ def test_promote_registers_a_champion_with_its_lineage(
 def test_a_fresh_process_loads_the_champion_by_alias_and_reproduces_the_holdout_score(
     finished_search: FinishedSearch, champion: dict[str, Any]
 ) -> None:
-    script = """
+    # Every way to unpickle is refused in that process: the model is data (issue 12).
+    script = (
+        NO_PICKLE
+        + """
 import json, sys, yaml
 import mlflow
 from tuner.metrics import compute
@@ -138,6 +141,7 @@ assert list(scores["bag_id"]) == list(holdout.bag_ids)
 ap = compute(holdout.labels, scores[labels].to_numpy(), names=["average_precision"])
 print(json.dumps({"columns": list(scores.columns), **ap}))
 """
+    )
     space = yaml.safe_dump(SMALL_SPACE)
     proc = subprocess.run(
         [sys.executable, "-c", script, finished_search.uri, space],
@@ -206,23 +210,21 @@ def test_a_worse_promotion_leaves_the_alias_and_force_moves_it(
 ) -> None:
     first = _promote(finished_search, "--registered-name", "champ-b")
     assert first["alias_moved"]
-    # A search that cannot have learned anything: one epoch at a learning rate of 1e-6.
-    worse = launch_small(
-        finished_search.workdir, finished_search.uri, name="birds-worse", lr=1.0e-6, epochs=1
-    )
-    assert worse["best"]["epochs"] == 1
-    second = _promote(finished_search, "--registered-name", "champ-b", name="birds-worse")
+    # The champion as a better model would have left it: its recorded holdout score (the tag
+    # promote compares with) above what any model of this search reaches. Training a worse
+    # search instead would cost the suite a whole launch.
     metric = "average_precision"
-    assert second["holdout"][metric] < first["holdout"][metric]  # the premise
+    client = _client(finished_search.uri)
+    client.set_model_version_tag("champ-b", "1", f"miml_tune.holdout.{metric}", "0.999")
+    second = _promote(finished_search, "--registered-name", "champ-b")
+    assert second["holdout"][metric] < 0.999  # the premise
     assert second["version"] == 2 and not second["alias_moved"]
     assert "leaves the alias" in second["reason"] and second["champion_version"] == 1
-    client = _client(finished_search.uri)
+    assert "< 0.9990 of version 1" in second["reason"], second["reason"]
     assert str(client.get_model_version_by_alias("champ-b", "champion").version) == "1"
     assert client.get_model_version("champ-b", "2").status == "READY"  # registered all the same
 
-    forced = _promote(
-        finished_search, "--registered-name", "champ-b", "--force", name="birds-worse"
-    )
+    forced = _promote(finished_search, "--registered-name", "champ-b", "--force")
     assert forced["version"] == 3 and forced["alias_moved"]
     assert forced["reason"].startswith("forced (--force)")
     assert str(client.get_model_version_by_alias("champ-b", "champion").version) == "3"

@@ -51,7 +51,7 @@ def test_a_saved_learner_predicts_the_same_without_its_training_data(
             learner.train_epoch()
         expected = predict_bags(learner, split.test_bags)
         save_learner(learner, tmp_path, {"model": model})
-        loaded = load_learner(tmp_path / "learner.pt")
+        loaded = load_learner(tmp_path)
         got = predict_bags(loaded, split.test_bags)
     np.testing.assert_allclose(got, expected, atol=1e-6)
     assert loaded.device == torch.device("cpu")

@@ -42,6 +42,9 @@ class BagMeanLinearLearner(Learner):
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_y")
     params: ClassVar[type] = BagMeanLinearParams
 
+    def build_model(self) -> BagMeanLinear:
+        return BagMeanLinear(self.n_features, self.n_labels)
+
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         y = np.asarray(labels)
         if len(bags) == 0 or y.shape != (len(bags), self.n_labels):
@@ -53,7 +56,7 @@ class BagMeanLinearLearner(Learner):
         self.scaler = InstanceStandardizer().fit([means])
         self._x = self._tensor(self.scaler.transform([means])[0])
         self._y = torch.as_tensor(y, dtype=torch.float32, device=self.device)
-        self.model = BagMeanLinear(self.n_features, self.n_labels).to(self.device)
+        self.model = self.build_model().to(self.device)
         self._final_loss: float | None = None
 
     def encode(self, bags: Sequence[np.ndarray]) -> Tensor:

@@ -50,6 +50,16 @@ class BagMeanMLPLearner(OwnRNG, Learner):
     training_only: ClassVar[tuple[str, ...]] = ("_x", "_labels", "_order")
     params: ClassVar[type] = BagMeanMLPParams
 
+    def build_model(self) -> BagMeanMLP:
+        c = self.config
+        return BagMeanMLP(
+            pooled_dim(self.n_features, c["bag_pooling"]),
+            self.n_labels,
+            hidden=c["hidden"],
+            layers=c["layers"],
+            dropout=c["dropout"],
+        )
+
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         c = self.config
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
@@ -60,13 +70,7 @@ class BagMeanMLPLearner(OwnRNG, Learner):
         self._order = torch.Generator().manual_seed(self.seed)
         self.seed_rng(self.seed + 1)
         with self.own_rng():
-            self.model = BagMeanMLP(
-                pooled_dim(self.n_features, c["bag_pooling"]),
-                self.n_labels,
-                hidden=c["hidden"],
-                layers=c["layers"],
-                dropout=c["dropout"],
-            ).to(self.device)
+            self.model = self.build_model().to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"]
         )

@@ -83,6 +83,12 @@ class Learner(abc.ABC):
         naming the parameters, the values received and what is allowed.
         """
 
+    def build_model(self) -> torch.nn.Module:
+        """The untrained torch model of this configuration, built from :attr:`config`,
+        :attr:`n_features`, :attr:`n_labels` and the sizes :meth:`setup` fixed: :meth:`setup`
+        trains it, and a saved learner's weights load into it (no pickle)."""
+        raise NotImplementedError(f"model {self.name!r} has no torch model")
+
     @property
     def epochs(self) -> int:
         """Number of epochs this configuration trains for (1 for closed-form learners)."""

@@ -23,6 +23,8 @@ from tuner.learners.params import FRACTION, NON_NEGATIVE, POSITIVE, at_least, on
 if TYPE_CHECKING:
     from torch_geometric.data import Batch, Data
 
+    from models.gamil_c import GAMILC
+
 # PyG (about 8 s to import: it pulls in torch._dynamo and sympy) and the model are imported where
 # a fold trains or predicts, not with this module: a search's driver reads this learner's
 # declared hyper-parameters to check a space and never trains it.
@@ -104,6 +106,25 @@ class GamilCLearner(OwnRNG, Learner):
             )
 
     # ------------------------------------------------------------------------------- setup
+    def build_model(self) -> GAMILC:
+        from models.gamil_c import GAMILC
+
+        c = self.config
+        return GAMILC(
+            self.n_features,
+            self.n_labels,
+            hidden=c["hidden"],
+            heads=c["heads"],
+            layers=c["layers"],
+            dropout=float(c["dropout"]),
+            pooling=c["pooling"],
+            pool_heads=c["pool_heads"],
+            correlation=bool(c["correlation"]),
+            alpha=float(c["alpha"]),
+            max_row_mass=float(c["max_row_mass"]),
+            proj_dim=c["proj_dim"],
+        )
+
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         c = self.config
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
@@ -118,23 +139,8 @@ class GamilCLearner(OwnRNG, Learner):
 
         self._order = torch.Generator().manual_seed(self.seed)
         self.seed_rng(self.seed + 1)
-        from models.gamil_c import GAMILC
-
         with self.own_rng():
-            self.model = GAMILC(
-                self.n_features,
-                self.n_labels,
-                hidden=c["hidden"],
-                heads=c["heads"],
-                layers=c["layers"],
-                dropout=float(c["dropout"]),
-                pooling=c["pooling"],
-                pool_heads=c["pool_heads"],
-                correlation=bool(c["correlation"]),
-                alpha=float(c["alpha"]),
-                max_row_mass=float(c["max_row_mass"]),
-                proj_dim=c["proj_dim"],
-            ).to(self.device)
+            self.model = self.build_model().to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=float(c["lr"]), weight_decay=float(c["weight_decay"])
         )

@@ -21,6 +21,39 @@ from tuner.learners.params import POSITIVE, Interval, at_least, one_of, param
 KERNELS = ("rbf", "linear")
 
 
+@dataclass
+class KernelMachine:
+    """The decision function of a fitted binary ``SVC`` as plain arrays, so that a saved MIMLSVM
+    is data (no scikit-learn object, no pickle): ``f(z) = sum_i a_i K(s_i, z) + b`` over the
+    support vectors ``s_i`` with dual coefficients ``a_i``; scikit-learn's own
+    ``decision_function``, to rounding."""
+
+    support_vectors: np.ndarray  # (n_sv, k)
+    dual_coef: np.ndarray  # (n_sv,)
+    intercept: float
+    kernel: str
+    gamma: float
+
+    @classmethod
+    def of(cls, svm: SVC) -> KernelMachine:
+        return cls(
+            support_vectors=np.asarray(svm.support_vectors_, dtype=np.float64),
+            dual_coef=np.asarray(svm.dual_coef_, dtype=np.float64)[0],
+            intercept=float(svm.intercept_[0]),
+            kernel=str(svm.kernel),
+            gamma=float(svm.gamma),  # a number here: the learner passes gamma / k
+        )
+
+    def decision_function(self, z: np.ndarray) -> np.ndarray:
+        s = self.support_vectors
+        if self.kernel == "linear":
+            gram = z @ s.T
+        else:  # rbf
+            squared = (z * z).sum(1)[:, None] + (s * s).sum(1)[None, :] - 2.0 * (z @ s.T)
+            gram = np.exp(-self.gamma * np.maximum(squared, 0.0))
+        return np.asarray(gram @ self.dual_coef + self.intercept)
+
+
 @dataclass(frozen=True)
 class MIMLSVMParams:
     """MIMLSVM's hyper-parameters and their defaults."""
@@ -76,7 +109,7 @@ class MIMLSVMLearner(Learner):
         self.scaler = InstanceStandardizer().fit(bags)
         self._x, self._sizes = pack_bags(self._instances(bags))
         self._labels = y.astype(np.int64)
-        self._svms: list[SVC | float] | None = None
+        self._svms: list[KernelMachine | float] | None = None
         self._loss = math.nan
 
     def encode(self, bags: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -106,7 +139,7 @@ class MIMLSVMLearner(Learner):
             std = z.std(axis=0)
             self._z_std = np.where(std > 0, std, 1.0)
             z = (z - self._z_mean) / self._z_std
-            svms: list[SVC | float] = []
+            svms: list[KernelMachine | float] = []
             hinge = np.zeros((n, self.n_labels))
             for label in range(self.n_labels):
                 y = self._labels[:, label]
@@ -118,7 +151,7 @@ class MIMLSVMLearner(Learner):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
                     svm.fit(z, y)
-                svms.append(svm)
+                svms.append(KernelMachine.of(svm))
                 hinge[:, label] = np.maximum(0.0, 1.0 - (2 * y - 1) * svm.decision_function(z))
             loss = float(hinge.mean())
             if not math.isfinite(loss):

@@ -216,10 +216,10 @@ class MulSupConLearner(OwnRNG, Learner):
             )
 
     # ------------------------------------------------------------------------------- setup
-    def _build_model(self, in_dim: int) -> MulSupCon:
+    def build_model(self) -> MulSupCon:
         c = self.config
         return MulSupCon(
-            in_dim,
+            pooled_dim(self.n_features, c["bag_pooling"]),
             self.n_labels,
             hidden=c["hidden"],
             proj_dim=c["proj_dim"],
@@ -241,7 +241,7 @@ class MulSupConLearner(OwnRNG, Learner):
         self._order = torch.Generator().manual_seed(self.seed)
         self.seed_rng(self.seed + 1)
         with self.own_rng():
-            self.model = self._build_model(pooled_dim(self.n_features, c["bag_pooling"]))
+            self.model = self.build_model()
             self.model.to(self.device)
         encoder = [
             param

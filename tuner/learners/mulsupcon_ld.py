@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from models.mulsupcon_ld import RECOVERIES, MulSupConLD
+from tuner.data.preprocess import pooled_dim
 from tuner.learners.mulsupcon import MulSupConLearner, MulSupConTrainingParams
 from tuner.learners.params import NON_NEGATIVE, POSITIVE, one_of, param
 
@@ -45,10 +46,10 @@ class MulSupConLDLearner(MulSupConLearner):
     name: ClassVar[str] = "mulsupcon_ld"
     params: ClassVar[type] = MulSupConLDParams
 
-    def _build_model(self, in_dim: int) -> MulSupConLD:
+    def build_model(self) -> MulSupConLD:
         c = self.config
         return MulSupConLD(
-            in_dim,
+            pooled_dim(self.n_features, c["bag_pooling"]),
             self.n_labels,
             hidden=c["hidden"],
             proj_dim=c["proj_dim"],

@@ -86,6 +86,19 @@ class SARBLearner(OwnRNG, Learner):
     params: ClassVar[type] = SARBParams
 
     # ------------------------------------------------------------------------------- setup
+    def build_model(self) -> SARB:
+        c = self.config
+        return SARB(
+            pooled_dim(self.n_features, c["bag_pooling"]),
+            self.n_labels,
+            hidden=c["hidden"],
+            n_regions=c["n_regions"],
+            n_prototypes=c["n_prototypes"],
+            dropout=float(c["dropout"]),
+            alpha_init=float(c["alpha_init"]),
+            beta_init=float(c["beta_init"]),
+        )
+
     def setup(self, bags: Sequence[np.ndarray], labels: np.ndarray) -> None:
         c = self.config
         y = check_training_data(self.name, bags, labels, self.n_features, self.n_labels)
@@ -105,16 +118,7 @@ class SARBLearner(OwnRNG, Learner):
         self._kmeans_rng = torch.Generator().manual_seed(self.seed + 2)
         self.seed_rng(self.seed + 1)
         with self.own_rng():
-            self.model = SARB(
-                self.in_dim,
-                self.n_labels,
-                hidden=c["hidden"],
-                n_regions=c["n_regions"],
-                n_prototypes=c["n_prototypes"],
-                dropout=float(c["dropout"]),
-                alpha_init=float(c["alpha_init"]),
-                beta_init=float(c["beta_init"]),
-            ).to(self.device)
+            self.model = self.build_model().to(self.device)
         # The paper's "fixed alpha / beta" ablation: the blending coefficients stay at their
         # initial values.
         self.model.alpha_logit.requires_grad_(bool(c["learn_coefficients"]))

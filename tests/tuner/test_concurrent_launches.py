@@ -1,0 +1,75 @@
+"""Launches at the same moment into one new sqlite store (issue 12): four searches of different
+names all finish with all their runs, and of two launches of one name exactly one runs while the
+other exits 2 with one line. Real CLI processes, each with its own embedded Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.searches import SMALL_SPACE, cli_env
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    **SMALL_SPACE,
+    "cv": {"folds": 2, "repeats": 1},
+    "budget": {"trials": 2, "max_epochs": 1, "concurrency": 1},
+    "scheduler": {"name": "fifo"},
+    "peers": [],
+    "params": {**SMALL_SPACE["params"], "epochs": 1},
+}
+
+
+def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
+    space = workdir / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert not (workdir / "mlflow.db").exists()
+    names = ["c0", "c1", "c2", "c3", "same", "same"]
+    command = [sys.executable, "-m", "tuner.cli", "launch", "--space", str(space)]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [
+        subprocess.Popen(  # type: ignore[call-overload]
+            [*command, "--name", name, "--tracking-uri", uri, "--json"],
+            cwd=workdir,
+            env=cli_env(workdir),
+            **pipes,
+        )
+        for name in names
+    ]
+    try:
+        outputs = [p.communicate(timeout=900) for p in procs]
+    finally:
+        for p in procs:  # stopped by PID, whatever happened
+            p.kill()
+            p.wait(timeout=30)
+    codes = [p.returncode for p in procs]
+    for name, code, (_, err) in zip(names[:4], codes[:4], outputs[:4], strict=True):
+        assert code == 0, (name, err[-3000:])
+    assert sorted(codes[4:]) == [0, 2], [err[-2000:] for _, err in outputs[4:]]
+    refused = outputs[4 + codes[4:].index(2)][1].strip().splitlines()
+    assert len(refused) == 1 and refused[0].startswith("error: "), refused
+    assert "same" in refused[0]
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    summaries = [
+        json.loads(out) for (out, _), code in zip(outputs, codes, strict=True) if code == 0
+    ]
+    assert sorted(s["name"] for s in summaries) == ["c0", "c1", "c2", "c3", "same"]
+    for summary in summaries:
+        experiment = client.get_experiment_by_name(summary["name"])
+        runs = client.search_runs([experiment.experiment_id])
+        parents = [r for r in runs if r.data.tags.get("miml_tune.role") == "search"]
+        trials = [r for r in runs if r.data.tags.get("miml_tune.role") == "trial"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED", summary["name"]
+        assert parents[0].info.run_id == summary["mlflow"]["parent_run_id"]
+        assert len(trials) == summary["trials"]["total"] == 2, summary["name"]
+        assert all(r.info.status == "FINISHED" for r in trials), summary["name"]
