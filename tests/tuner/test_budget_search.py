@@ -22,7 +22,7 @@ SPACE: dict[str, Any] = {
     **SMALL_SPACE,
     "name": "budgeted",
     "cv": {"folds": 3, "repeats": 2},
-    "budget": {"trials": TRIALS, "max_epochs": 4, "concurrency": 1, "time": "30s"},
+    "budget": {"trials": TRIALS, "max_epochs": 4, "concurrency": 1, "time": "45s"},
     "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "fidelity": "repeats"},
     "sampler": "random",
     # A learning rate that learns next to one that cannot: ASHA prunes the latter at a rung.
@@ -52,7 +52,7 @@ def test_a_budgeted_search_with_the_repeats_fidelity_ends_cleanly_and_resumes(
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     budget = summary["time_budget"]
-    assert budget["spent"] and budget["seconds"] == 30.0
+    assert budget["spent"] and budget["seconds"] == 45.0
     trials = summary["trials"]
     assert trials["completed"] >= 1 and trials["total"] < TRIALS, trials
     assert summary["best"]["protocol"] == "full"

@@ -16,22 +16,21 @@ from tests.searches import SMALL_SPACE, cli_env
 
 pytestmark = pytest.mark.slow
 
+TRIALS = 1
 TINY = {
     **SMALL_SPACE,
     "cv": {"folds": 2, "repeats": 1},
-    "budget": {"trials": 2, "max_epochs": 1, "concurrency": 1},
+    "budget": {"trials": TRIALS, "max_epochs": 1, "concurrency": 1},
     "scheduler": {"name": "fifo"},
     "peers": [],
     "params": {**SMALL_SPACE["params"], "epochs": 1},
 }
 
 
-def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
-    space = workdir / "tiny.yaml"
-    space.write_text(yaml.safe_dump(TINY))
-    uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    assert not (workdir / "mlflow.db").exists()
-    names = ["c0", "c1", "c2", "c3", "same", "same"]
+def _launch_at_once(
+    workdir: Path, space: Path, uri: str, names: list[str]
+) -> list[tuple[int, str, str]]:
+    """``launch`` of each name, all started at the same moment; (exit status, stdout, stderr)."""
     command = [sys.executable, "-m", "tuner.cli", "launch", "--space", str(space)]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     procs = [
@@ -49,20 +48,29 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
         for p in procs:  # stopped by PID, whatever happened
             p.kill()
             p.wait(timeout=30)
-    codes = [p.returncode for p in procs]
-    for name, code, (_, err) in zip(names[:4], codes[:4], outputs[:4], strict=True):
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+
+def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
+    space = workdir / "tiny.yaml"
+    space.write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert not (workdir / "mlflow.db").exists()
+    names = ["c0", "c1", "c2", "c3"]
+    ended = _launch_at_once(workdir, space, uri, names)
+    for name, (code, _, err) in zip(names, ended, strict=True):
         assert code == 0, (name, err[-3000:])
-    assert sorted(codes[4:]) == [0, 2], [err[-2000:] for _, err in outputs[4:]]
-    refused = outputs[4 + codes[4:].index(2)][1].strip().splitlines()
+    # Two of one name (into the store the four made): one runs, the other is one line.
+    same = _launch_at_once(workdir, space, uri, ["same", "same"])
+    assert sorted(code for code, _, _ in same) == [0, 2], [err[-2000:] for _, _, err in same]
+    refused = next(err for code, _, err in same if code == 2).strip().splitlines()
     assert len(refused) == 1 and refused[0].startswith("error: "), refused
     assert "same" in refused[0]
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    summaries = [
-        json.loads(out) for (out, _), code in zip(outputs, codes, strict=True) if code == 0
-    ]
+    summaries = [json.loads(out) for code, out, _ in [*ended, *same] if code == 0]
     assert sorted(s["name"] for s in summaries) == ["c0", "c1", "c2", "c3", "same"]
     for summary in summaries:
         experiment = client.get_experiment_by_name(summary["name"])
@@ -71,5 +79,5 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
         trials = [r for r in runs if r.data.tags.get("miml_tune.role") == "trial"]
         assert len(parents) == 1 and parents[0].info.status == "FINISHED", summary["name"]
         assert parents[0].info.run_id == summary["mlflow"]["parent_run_id"]
-        assert len(trials) == summary["trials"]["total"] == 2, summary["name"]
+        assert len(trials) == summary["trials"]["total"] == TRIALS, summary["name"]
         assert all(r.info.status == "FINISHED" for r in trials), summary["name"]

@@ -3,6 +3,7 @@ the search's storage is shared by every node."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -53,12 +54,7 @@ def start_ray(address: str | None = None) -> None:
     if target is None and os.environ.get("RAY_ADDRESS"):
         target = "auto"  # inside a Ray job: its cluster, never a second embedded one
     if target is None:
-        ray.init(
-            address="local",
-            _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
-            include_dashboard=False,
-            **quiet,  # type: ignore[arg-type]
-        )
+        _start_embedded(quiet)
         return
     if target == "auto" and os.environ.get("RAY_ADDRESS"):
         env_address = os.environ["RAY_ADDRESS"]
@@ -83,6 +79,42 @@ def start_ray(address: str | None = None) -> None:
         raise MimlTuneError(
             f"cannot attach to the Ray cluster at {target}: {type(exc).__name__}: {first}"
         ) from None
+
+
+def _start_embedded(quiet: dict[str, Any], attempts: int = 2) -> None:
+    """Starts an embedded local Ray on loopback. Ray gives its raylet a fixed 30 s to register
+    and then raises a bare ``Exception``: on an overloaded machine (several launches starting at
+    once on two cores) that happens, so the start is tried again once, and then said in one
+    line."""
+    import ray
+
+    # Tune reuses a trial's worker for the next trial (reuse_actors) only once the stopped
+    # trial's thread has ended, and waits 2 s for it by default; the thread hands its fold
+    # models' memory back first (release_memory), which on a loaded machine took longer, and
+    # the next trial failed with "reuse requires reset_config()". The workers of the cluster
+    # started here inherit this.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "300")
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(
+                address="local",
+                _node_ip_address="127.0.0.1",  # an embedded cluster listens on loopback only
+                include_dashboard=False,
+                **quiet,
+            )
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # the processes this attempt started
+            if attempt == attempts:
+                load = os.getloadavg()[0]
+                raise MimlTuneError(
+                    f"the embedded Ray did not start: {first_line(exc)} (load {load:.1f} on "
+                    f"{os.cpu_count()} CPUs, {attempts} attempts); try again when the machine "
+                    "is less busy, or attach to a running cluster with --address"
+                ) from None
 
 
 SHARED_FS_TYPES = frozenset(
