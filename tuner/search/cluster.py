@@ -81,10 +81,10 @@ def start_ray(address: str | None = None) -> None:
         ) from None
 
 
-def _start_embedded(quiet: dict[str, Any], attempts: int = 2) -> None:
+def _start_embedded(quiet: dict[str, Any], attempts: int = 3) -> None:
     """Starts an embedded local Ray on loopback. Ray gives its raylet a fixed 30 s to register
     and then raises a bare ``Exception``: on an overloaded machine (several launches starting at
-    once on two cores) that happens, so the start is tried again once, and then said in one
+    once on two cores) that happens, so the start is tried up to three times, then said in one
     line."""
     import ray
 
