@@ -130,3 +130,48 @@ def test_no_cluster_for_address_auto_is_one_line(workdir: Path) -> None:
 def test_negative_gpus_per_trial_is_one_line(workdir: Path) -> None:
     result = cli(workdir, "launch", "--space", "birds", "--gpus-per-trial", "-1")
     assert_one_line_error(result, "--gpus-per-trial must be >= 0", "got -1")
+
+
+def test_an_embedded_ray_that_times_out_starting_is_tried_again_then_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray gives its raylet a fixed 30 s and raises a bare Exception (seen with four launches
+    starting at once on two cores): tried up to three times, then said in one line. Ray's own
+    start is replaced here, since a real one cannot be made to time out on purpose."""
+    import ray
+
+    from tuner.search.cluster import _start_embedded
+
+    calls: list[dict[str, object]] = []
+    failing = Exception(
+        "The current node timed out during startup. This could happen because some of the "
+        "raylet failed to startup or the GCS has become overloaded."
+    )
+
+    def init(**kwargs: object) -> None:
+        calls.append(kwargs)
+        if len(calls) < 3:
+            raise failing
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    _start_embedded({})
+    assert len(calls) == 3 and calls[0]["_node_ip_address"] == "127.0.0.1"
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", lambda **kwargs: (calls.append(kwargs), _raise(failing)))
+    with pytest.raises(MimlTuneError) as caught:
+        _start_embedded({})
+    message = str(caught.value)
+    assert len(calls) == 3 and "\n" not in message
+    assert message.startswith("the embedded Ray did not start: The current node timed out")
+    assert "3 attempts" in message and "--address" in message
+
+    other = RuntimeError("something else")
+    monkeypatch.setattr(ray, "init", lambda **kwargs: _raise(other))
+    with pytest.raises(RuntimeError, match="something else"):  # not a start-up time-out
+        _start_embedded({})
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
