@@ -170,3 +170,31 @@ def test_a_search_with_racing_stops_the_trials_that_cannot_learn(workdir: Path) 
             assert run.data.tags["miml_tune.status"] == "completed"
             assert run.data.metrics["fold_epochs"] == 6 * 3
     assert summary["best"]["config"]["lr"] == 5.0e-3
+
+
+def test_a_resume_replays_finished_trials_so_the_incumbent_survives(tmp_path: Path) -> None:
+    """The incumbent is rebuilt from the result files of trials that finished before a resume:
+    a trial's rows as Tune wrote them, read back by trial id."""
+    from tuner.search.storage import search_folder, trial_histories
+
+    folder = search_folder(str(tmp_path), "raced")
+    rows = {
+        "t1": [_result(e, [v - 0.02 * (4 - e) for v in GOOD]) for e in range(1, 5)],
+        "t2": [_result(e, [v - 0.1 for v in GOOD]) for e in range(1, 3)],  # did not finish
+    }
+    for i, (trial_id, trial_rows) in enumerate(rows.items()):
+        trial_dir = tmp_path / "raced" / f"search_trainable_{trial_id}_{i}"
+        trial_dir.mkdir(parents=True)
+        lines = [json.dumps({**row, "trial_id": trial_id}) for row in trial_rows]
+        (trial_dir / "result.json").write_text("\n".join(lines) + "\n")
+    (tmp_path / "raced" / "junk").mkdir()
+    (tmp_path / "raced" / "junk" / "result.json").write_text("{not json")
+    histories = trial_histories(folder, ["t1", "t2"])
+    assert sorted(histories) == ["t1", "t2"] and len(histories["t1"]) == 4
+
+    racing = Racing("average_precision", "max", 0.05)
+    for trial_id, trial_rows in histories.items():
+        racing.replay(trial_id, trial_rows)
+    assert racing.incumbent_id == "t1" and sorted(racing.incumbent) == [1, 2, 3, 4]
+    assert racing.stopped == {} and racing.curves == {}
+    assert racing("t3", _result(2, [v - 0.1 for v in GOOD]))  # raced against t1 at once

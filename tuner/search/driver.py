@@ -42,6 +42,7 @@ from tuner.search.storage import (
     hold_search_lock,
     reopen_trial_generation,
     search_folder,
+    trial_histories,
     tune_trials,
 )
 from tuner.spec import SearchSpec
@@ -369,7 +370,12 @@ class _SearchRun:
                 dataset=mlflow_dataset(self.spec, self.full), racing=racing,
             )  # fmt: skip
             if restore:
-                trial_runs.adopt_existing_runs(tune_trials(self.folder))
+                saved = tune_trials(self.folder)
+                trial_runs.adopt_existing_runs(saved)
+                if racing is not None:  # the incumbent, from what finished before
+                    done = [t for t, info in saved.items() if info.get("status") == "TERMINATED"]
+                    for trial_id, rows in trial_histories(self.folder, done).items():
+                        racing.replay(trial_id, rows)
             peer_job = None if self.state.get("peers") is not None else self._peers_beside()
             search_started = time.monotonic()
             timing["to_fit_seconds"] = round(search_started - started, 1)

@@ -78,6 +78,19 @@ class Racing:
         self.curves.pop(trial_id, None)
         return True
 
+    def replay(self, trial_id: str, rows: list[dict[str, Any]]) -> None:
+        """Takes in what a trial that finished before a resume reported, epoch by epoch, so that
+        the incumbent survives the resume; nothing is stopped."""
+        for row in rows:
+            values, epoch = row.get(FOLD_VALUES), int(row.get("epoch", 0) or 0)
+            if not values or epoch < 1:
+                continue
+            self.curves.setdefault(trial_id, {})[epoch] = [float(v) for v in values]
+            last = epoch >= int(row.get("target_epochs", epoch))
+            if last and float(row.get("full_protocol", 1.0)) >= 1.0:
+                self._finished(trial_id, float(row.get(self.metric, math.nan)))
+        self.curves.pop(trial_id, None)
+
     def _finished(self, trial_id: str, value: float) -> None:
         curve = self.curves.pop(trial_id, {})
         if math.isnan(value):

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,26 @@ def tune_trials(folder: RunFolder) -> dict[str, dict[str, Any]]:
             "last_result": last if isinstance(last, dict) else {},
         }
     return trials
+
+
+def trial_histories(
+    folder: RunFolder, trial_ids: Collection[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The rows Tune wrote to the ``result.json`` of each of ``trial_ids`` (by the ``trial_id``
+    the rows carry), oldest first; a trial whose file cannot be read has none."""
+    import pyarrow.fs
+
+    wanted, out = set(trial_ids), {}
+    entries = folder.fs.get_file_info(pyarrow.fs.FileSelector(folder.path, recursive=True))
+    for entry in entries:
+        if entry.base_name != "result.json":
+            continue
+        try:
+            with folder.fs.open_input_stream(entry.path) as stream:
+                rows = [json.loads(line) for line in stream.read().decode().splitlines() if line]
+        except (OSError, ValueError):
+            continue
+        trial_id = str(rows[-1].get("trial_id")) if rows else ""
+        if trial_id in wanted:
+            out[trial_id] = rows
+    return out
