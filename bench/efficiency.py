@@ -241,6 +241,7 @@ def plot(by: dict[str, list[dict[str, Any]]]) -> None:
         "random_fifo": "#7f7f7f",
         "tpe_asha_epochs": "#1f77b4",
         "tpe_asha_repeats": "#d62728",
+        "tpe_asha_repeats_racing": "#2ca02c",
     }
     for strategy, group in by.items():
         for i, run in enumerate(group):
@@ -260,9 +261,10 @@ def plot(by: dict[str, list[dict[str, Any]]]) -> None:
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle("GAMIL-C on Birds: best completed configuration so far, one line per seed")
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=110)
-    print(f"figure: {FIGURE}")
+    figure = FIGURE if OUT == DEFAULT_OUT else FIGURE.with_name(f"{OUT.name}_anytime.png")
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    print(f"figure: {figure}")
 
 
 def main() -> None:
