@@ -78,3 +78,16 @@ def one_line(text: str, limit: int = 300) -> str:
     message (a library's, a model's) that may span lines or quote a long value."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` (did you mean X?)`` for the choices that ``name`` begins, is part of, or nearly spells
+    (names compared in lower case, '-' as '_'); empty when none is close."""
+    import difflib
+
+    key = name.strip().lower().replace("-", "_")
+    if not key:
+        return ""
+    near = [c for c in choices if c.lower().startswith(key) or key in c.lower()]
+    near += [c for c in difflib.get_close_matches(key, choices, n=3, cutoff=0.6) if c not in near]
+    return f" (did you mean {' or '.join(near[:3])}?)" if near else ""

@@ -84,7 +84,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "not an ARFF": ([*launch, "--data", "notes.arff"], r"notes.arff"),
         "NaN feature": ([*launch, "--data", "nan.arff"], r"nan.arff.*b1"),
         "empty bag": ([*launch, "--data", "empty.arff"], r"empty.arff.*b1"),
-        "unknown space": (["launch", "--space", "bird"], r"unknown space 'bird'; shipped spaces"),
+        "unknown space": (
+            ["launch", "--space", "bird"],
+            r"unknown space 'bird' \(did you mean birds\?\); shipped spaces",
+        ),
         "space typo": (["launch", "--space", "typo.yaml"], r"typo.yaml: unknown key 'budjet'"),
         "negative trials": ([*launch, "--trials", "-1"], r"--trials must be an integer in \[1, "),
         "negative gpus": ([*launch, "--gpus-per-trial", "-1"], r"--gpus-per-trial must be >= 0"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,25 @@ def test_peer_names_are_normalised() -> None:
         "peers: [Bag-Mean-Linear, bag_mean_linear, miml-knn]\nparams: {lr: [0.001, 0.01]}\n"
     )
     assert spec.peers == ("bag_mean_linear", "miml_knn")
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("yeast", "did you mean yeast_mulsupcon or yeast_mulsupcon_ld or yeast_sarb_p10?"),
+        ("brids", "did you mean birds?"),
+        ("reuter", "did you mean reuters?"),
+    ],
+)
+def test_an_unknown_space_suggests_the_close_names(name: str, suggestion: str) -> None:
+    with pytest.raises(MimlTuneError, match=re.escape(suggestion)):
+        load_space(name)
+
+
+def test_an_unknown_model_suggests_the_close_names() -> None:
+    from tuner.learners import resolve_learner
+
+    with pytest.raises(MimlTuneError, match=re.escape("'gamil' (did you mean gamil_c?)")):
+        resolve_learner("gamil")
+    with pytest.raises(MimlTuneError, match=r"unknown model 'xyz'; registered models: "):
+        resolve_learner("xyz")

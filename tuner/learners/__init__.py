@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from tuner.errors import MimlTuneError
+from tuner.errors import MimlTuneError, did_you_mean
 from tuner.learners.base import Learner
 
 # Registered name -> "module:Class". The name is also the class's ``name`` attribute.
@@ -43,7 +43,8 @@ def resolve_learner(name: str) -> type[Learner]:
     key = _normalise(name)
     if key not in _LEARNERS:
         raise MimlTuneError(
-            f"unknown model {name!r}; registered models: {', '.join(learner_names())}"
+            f"unknown model {name!r}{did_you_mean(name, learner_names())}; registered models: "
+            f"{', '.join(learner_names())}"
         )
     if key not in _LOADED:
         module, _, cls_name = _LEARNERS[key].partition(":")

@@ -11,7 +11,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 
-from tuner.errors import MimlTuneError, short
+from tuner.errors import MimlTuneError, did_you_mean, short
 from tuner.spec.domains import parse_domain
 from tuner.spec.durations import parse_duration
 from tuner.spec.loader import dump_yaml, load_yaml
@@ -73,7 +73,9 @@ def space_path(name_or_path: str) -> Path:
     shipped = _spaces_dir() / f"{name_or_path.strip().lower()}.yaml"
     if not shipped.is_file():
         raise MimlTuneError(
-            f"unknown space {short(name_or_path)}; shipped spaces: {', '.join(space_names())} "
+            f"unknown space {short(name_or_path)}"
+            f"{did_you_mean(name_or_path, space_names())}; shipped spaces: "
+            f"{', '.join(space_names())} "
             "(or pass the path of a YAML file)"
         )
     return shipped
@@ -132,7 +134,8 @@ def model_space_path(model: str) -> Path:
     path = _spaces_dir() / "models" / f"{key}.yaml"
     if key not in learner_names() or not path.is_file():
         raise MimlTuneError(
-            f"--model {short(model)} has no default space; models with one: "
+            f"--model {short(model)} has no default space"
+            f"{did_you_mean(model, model_space_names())}; models with one: "
             f"{', '.join(model_space_names())}"
         )
     return path
