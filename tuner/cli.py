@@ -42,14 +42,21 @@ def cli() -> None:
 @click.option(
     "--known-labels",
     type=float,
-    help="Known-label proportion p in (0, 1] of the training labels (partial-label protocol).",
+    help="Known-label proportion p in (0, 1] of the training labels (partial-label protocol) "
+    "[the space's known_labels, else 1].",
 )
 @click.option("--bag-key", help="Name of the bag cell array in a .mat --data file.")
 @click.option("--label-key", help="Name of the label matrix in a .mat --data file.")
-@click.option("--trials", type=int, help="Number of configurations to try.")
-@click.option("--max-epochs", type=int, help="Epoch cap per trial (ASHA's max_t).")
-@click.option("--cv-folds", type=int, help="K of the repeated K-fold CV.")
-@click.option("--cv-repeats", type=int, help="Repeats of the K-fold CV.")
+@click.option(
+    "--trials", type=int, help="Number of configurations to try [the space's budget.trials]."
+)
+@click.option(
+    "--max-epochs",
+    type=int,
+    help="Epoch cap per trial (ASHA's max_t) [the space's budget.max_epochs].",
+)
+@click.option("--cv-folds", type=int, help="K of the repeated K-fold CV [the space's cv.folds].")
+@click.option("--cv-repeats", type=int, help="Repeats of the K-fold CV [the space's cv.repeats].")
 @click.option("--concurrency", type=int, help="Trials at once [CPUs / cpus-per-trial].")
 @click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
 @click.option(
@@ -66,9 +73,11 @@ def cli() -> None:
     show_default=True,
     help="Retries of a trial whose worker process died (an error the trial raises is not retried).",
 )
-@click.option("--seed", type=int, help="Seed of the sampler, the splits and the models.")
-@click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc")
-@click.option("--scheduler", type=str, help="asha | fifo")
+@click.option(
+    "--seed", type=int, help="Seed of the sampler, the splits and the models [the space's seed]."
+)
+@click.option("--sampler", type=str, help="tpe | random | cmaes | gp | qmc [the space's sampler].")
+@click.option("--scheduler", type=str, help="asha | fifo [the space's scheduler.name].")
 @click.option(
     "--fidelity",
     type=str,
@@ -100,7 +109,11 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def launch(space: str, as_json: bool, **options: Any) -> None:
-    """Run a hyper-parameter search and print the best configuration."""
+    """Run a hyper-parameter search and print the best configuration.
+
+    Every search setting left out here takes the space file's value (`miml-tune spaces show
+    NAME` prints it).
+    """
     from tuner.launch_checks import check_counts
     from tuner.search import LaunchOptions
     from tuner.search import launch as run_search
