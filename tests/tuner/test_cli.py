@@ -213,6 +213,13 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "version" in out
     code, out, _ = _run(["launch", "--help"], capsys)
     assert code == 0 and "--gpus-per-trial" in out
+    # Every search setting the space file sets says so (issue 13): where its default comes from.
+    flat = " ".join(out.split())
+    for key in ("budget.trials", "budget.max_epochs", "cv.folds", "cv.repeats", "seed]",
+                "sampler]", "scheduler.name", "scheduler.fidelity", "scheduler.racing",
+                "budget.time"):  # fmt: skip
+        assert f"[the space's {key}" in flat, key
+    assert "takes the space file's value" in flat
 
 
 def test_relative_sqlite_uri_is_pinned_to_the_working_folder(in_tmp: Path) -> None:
