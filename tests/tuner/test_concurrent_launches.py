@@ -81,3 +81,14 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
         assert parents[0].info.run_id == summary["mlflow"]["parent_run_id"]
         assert len(trials) == summary["trials"]["total"] == TRIALS, summary["name"]
         assert all(r.info.status == "FINISHED" for r in trials), summary["name"]
+
+    # A launch of a name that finished before says it adds a new parent run beside the old one.
+    again = _launch_at_once(workdir, space, uri, ["c0"])[0]
+    assert again[0] == 0, again[2][-3000:]
+    notes = [line for line in again[2].splitlines() if line.startswith("note: search 'c0' ran")]
+    assert len(notes) == 1 and "adds a new parent run to MLflow experiment 'c0'" in notes[0]
+    experiment = client.get_experiment_by_name("c0")
+    parents = client.search_runs([experiment.experiment_id], "tags.`miml_tune.role` = 'search'")
+    assert len(parents) == 2 and json.loads(again[1])["mlflow"]["parent_run_id"] in {
+        p.info.run_id for p in parents
+    }

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import importlib
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,7 +121,17 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     # (another launch of this name may have started since the first check).
     hold_search_lock(folder, name)
     folder = check_storage(options.storage, name, options.overwrite)
+    replaced = folder.read_state() if folder.exists() and folder.has_state() else {}
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
+    if replaced:
+        # Say it before anything is written: the old search's runs stay in the experiment.
+        print(
+            f"note: search {name!r} ran before ({replaced.get('status', 'unknown')}, parent run "
+            f"{replaced.get('parent_run_id', '?')}); this launch starts it anew and adds a new "
+            f"parent run to MLflow experiment {name!r} beside the old one (`miml-tune best "
+            f"--name {name}` reads the new one); --name runs it under another name",
+            file=options.progress or sys.stderr,
+        )
     folder.clear()
     parent = mlflow.create_run(
         experiment_id,
