@@ -31,6 +31,13 @@ def cli() -> None:
     """Tune multi-label and MIML models with Ray Tune, Optuna and MLflow."""
 
 
+_ALL_METRICS = click.option(
+    "--all-metrics",
+    is_flag=True,
+    help="Show every metric in the summary [the objective and the papers' headline metrics].",
+)
+
+
 @cli.command()
 @click.option("--space", required=True, help="Space name (see `miml-tune spaces`) or YAML path.")
 @click.option("--name", help="Search name: MLflow experiment and storage folder [space name].")
@@ -108,7 +115,8 @@ def cli() -> None:
 )
 @click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def launch(space: str, as_json: bool, **options: Any) -> None:
+@_ALL_METRICS
+def launch(space: str, as_json: bool, all_metrics: bool, **options: Any) -> None:
     """Run a hyper-parameter search and print the best configuration.
 
     Every search setting left out here takes the space file's value (`miml-tune spaces show
@@ -135,7 +143,7 @@ def launch(space: str, as_json: bool, **options: Any) -> None:
         time_budget=_duration(options.pop("time_budget")),
     )
     summary = run_search(spec, LaunchOptions(**options))
-    _emit(summary, as_json)
+    _emit(summary, as_json, all_metrics)
 
 
 def _duration(text: str | None) -> float | None:
@@ -155,26 +163,27 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _emit(summary: dict[str, Any], as_json: bool) -> None:
+def _emit(summary: dict[str, Any], as_json: bool, all_metrics: bool = False) -> None:
     from tuner.output import format_summary
 
     if as_json:
         click.echo(json.dumps(_json_safe(summary), indent=None, sort_keys=True))
     else:
-        click.echo(format_summary(summary))
+        click.echo(format_summary(summary, all_metrics=all_metrics))
 
 
 @cli.command()
 @click.option("--name", required=True, help="Search name.")
 @click.option("--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def best(name: str, tracking_uri: str | None, as_json: bool) -> None:
+@_ALL_METRICS
+def best(name: str, tracking_uri: str | None, as_json: bool, all_metrics: bool) -> None:
     """Print the best configuration of a finished search again, from MLflow."""
     from tuner import tracking
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri, existing=True)
-    _emit(tracking.read_summary(name, uri), as_json)
+    _emit(tracking.read_summary(name, uri), as_json, all_metrics)
 
 
 _TRACKING = click.option(
@@ -312,12 +321,13 @@ def ui(port: int, tracking_uri: str | None) -> None:
     help="Wall time for the resumed run (90s, 30m, 2h) [the search's own budget, afresh].",
 )
 @_JSON
-def resume(as_json: bool, **options: Any) -> None:
+@_ALL_METRICS
+def resume(as_json: bool, all_metrics: bool, **options: Any) -> None:
     """Continue an interrupted search: finished trials stay, the sampler keeps its history."""
     from tuner.search import resume as run_resume
 
     options["time_budget"] = _duration(options.pop("time_budget"))
-    _emit(run_resume(options.pop("name"), **options), as_json)
+    _emit(run_resume(options.pop("name"), **options), as_json, all_metrics)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -99,6 +99,13 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
     assert json.loads(again.stdout)["best"] == summary["best"]
     text = cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri)
     assert "average_precision ↑" in text.stdout and "bag_mean_linear" in text.stdout
+    # The decisive summary (issue 13): headline metrics only, a verdict against the peer on the
+    # objective, and the next commands with this search's name and store filled in.
+    assert "the tuned model against the peers on average_precision (same folds):" in text.stdout
+    assert f"figures:   miml-tune report --name birds-small --tracking-uri {uri}" in text.stdout
+    assert "macro_f1" not in text.stdout and "more metrics with --all-metrics" in text.stdout
+    every = cli(workdir, "best", "--name", "birds-small", "--tracking-uri", uri, "--all-metrics")
+    assert "macro_f1" in every.stdout and "precision_at_1" in every.stdout
 
 
 def test_diverging_trial_is_an_error_and_the_search_goes_on(workdir: Path) -> None:

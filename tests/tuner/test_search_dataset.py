@@ -123,3 +123,34 @@ def test_parent_and_child_runs_log_the_data_as_a_dataset_input(tmp_path: Path) -
     import pickle
 
     assert pickle.loads(pickle.dumps(callback)).dataset == mlflow_dataset(spec, full)
+
+
+def test_the_summary_warns_when_a_peer_is_at_least_as_good_and_fits_100_columns() -> None:
+    summary = summary_of(make_spec(), make_data("/data/other.arff"))
+    ours = summary["best"]["metrics"]
+    ours["one_error"] = {"mean": 0.4, "std": 0.02}  # a headline metric
+    ours["micro_f1"] = {"mean": 0.4, "std": 0.02}  # one of the others
+    better = {k: {"mean": v["mean"] + 0.01, "std": v["std"]} for k, v in ours.items()}
+    worse = {k: {"mean": v["mean"] - 0.05, "std": v["std"]} for k, v in ours.items()}
+    summary["peers"] = {
+        "bag_mean_mlp": {"metrics": better},
+        "bag_mean_linear": {"metrics": worse},
+        "miml_knn": {"metrics": worse},
+        "mimlsvm": {"metrics": worse},
+    }
+    summary["comparisons"] = {
+        "bag_mean_mlp": {"verdict": "ties with", "mean_difference": -0.01, "p_value": 0.4,
+                         "folds": 3},
+        "bag_mean_linear": {"verdict": "beats", "mean_difference": 0.05, "p_value": 0.01,
+                            "folds": 3},
+    }  # fmt: skip
+    text = format_summary(summary)
+    lines = text.splitlines()
+    warned = [line for line in lines if line.startswith("  WARNING: best ties with bag_mean_mlp")]
+    assert len(warned) == 1
+    assert "  best beats bag_mean_linear (mean difference +0.0500" in text
+    assert "  best against miml_knn:" in text  # no per-fold values: no test, no verdict
+    top = lines.index(next(line for line in lines if "mean±std" in line))
+    table = lines[top : lines.index(next(line for line in lines if "* the objective" in line))]
+    assert all(len(line) <= 100 for line in table), table
+    assert "micro_f1" not in text and "micro_f1" in format_summary(summary, all_metrics=True)
