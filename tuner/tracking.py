@@ -196,16 +196,27 @@ def ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
         raise MimlTuneError(f"cannot use the MLflow tracking store {uri}: {first}") from None
 
 
+# MLflow 3's UI opens an experiment on its GenAI traces view unless the experiment says it is
+# about model development: then it opens on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def _ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             mlflow_client.restore_experiment(experiment.experiment_id)
+        if EXPERIMENT_KIND[0] not in (experiment.tags or {}):
+            mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
         return str(experiment.experiment_id)
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / name).as_uri()
-    return str(mlflow_client.create_experiment(name, artifact_location=location))
+    return str(
+        mlflow_client.create_experiment(
+            name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+        )
+    )
 
 
 def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:

@@ -79,6 +79,8 @@ def serve_ui(
         try:
             _wait_healthy(proc, url, log, uri)
             echo(f"MLflow UI: {url} (Ctrl-C to stop)")
+            for line in _search_links(uri, url):
+                echo(line)
             code = proc.wait()
             why = (
                 f"killed by {signal.Signals(-code).name}"
@@ -92,6 +94,34 @@ def serve_ui(
             return 0
         finally:
             _stop_group(proc)
+
+
+def _search_links(uri: str, url: str) -> list[str]:
+    """The direct address of each search's runs table and parent run in the UI at ``url``."""
+    from tuner import tracking
+
+    try:
+        client = tracking.client(uri)
+        parents = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string=f"tags.{tracking.ROLE_TAG} = 'search'",
+            order_by=["attributes.start_time DESC"],
+            max_results=100,
+        )
+    except Exception:  # the links are a convenience: the UI runs without them
+        return []
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    lines, seen = [], set()
+    for run in parents:
+        experiment = run.info.experiment_id
+        if experiment in seen:
+            continue  # the newest search of each name
+        seen.add(experiment)
+        lines.append(
+            f"  {names.get(experiment, experiment)}: {url}/#/experiments/{experiment}/runs "
+            f"(its search run: {url}/#/experiments/{experiment}/runs/{run.info.run_id})"
+        )
+    return (["searches:", *lines]) if lines else []
 
 
 def _server_command(uri: str, port: int, host: str) -> tuple[str, list[str]]:

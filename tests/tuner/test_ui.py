@@ -69,6 +69,9 @@ def test_ui_serves_the_search_and_stops_on_ctrl_c(
         api = f"{url}/api/2.0/mlflow"
         experiment = get_json(f"{api}/experiments/get-by-name", experiment_name=search.name)
         experiment_id = experiment["experiment"]["experiment_id"]
+        # The UI opens the experiment on its runs table, not MLflow 3's GenAI traces view.
+        kinds = {t["key"]: t["value"] for t in experiment["experiment"].get("tags", [])}
+        assert kinds.get("mlflow.experimentKind") == "custom_model_development", kinds
         runs = post_json(
             f"{api}/runs/search", {"experiment_ids": [experiment_id], "max_results": 1000}
         )["runs"]
@@ -107,6 +110,10 @@ def test_ui_serves_the_search_and_stops_on_ctrl_c(
     while not lines.empty():
         rest.append(lines.get().strip())
     assert rest[-1:] == ["MLflow UI stopped"], rest
+    # Direct links to each search's runs table and search run, printed after the address.
+    table = f"{url}/#/experiments/{experiment_id}/runs"
+    link = f"  {search.name}: {table} (its search run: {table}/{parent['info']['run_id']})"
+    assert rest[0] == "searches:" and link.strip() in rest, rest
 
 
 @pytest.fixture
