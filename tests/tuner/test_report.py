@@ -9,6 +9,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from optuna.distributions import (
@@ -434,3 +435,59 @@ def test_a_retried_trials_curve_is_its_last_attempt() -> None:
     assert last_attempt(retried) == [(1, 0.15), (2, 0.25), (3, 0.35), (4, 0.4)]
     assert last_attempt([(1, 0.1), (1, 0.2)]) == [(1, 0.2)]
     assert last_attempt([]) == []
+
+
+def overlapping_tick_labels(fig: Any) -> list[tuple[str, str]]:
+    """Pairs of tick labels of one axis whose drawn boxes overlap (issue 13: "peer names on the
+    x axis overlap into one word")."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    pairs = []
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            shown = [t for t in labels if t.get_visible() and t.get_text().strip()]
+            boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in shown]
+            for i, (a, box_a) in enumerate(boxes):
+                for b, box_b in boxes[i + 1 :]:
+                    if box_a.overlaps(box_b):
+                        pairs.append((a, b))
+    return pairs
+
+
+def test_the_overlap_check_sees_crowded_labels() -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    ax = fig.add_subplot()
+    ax.set_xticks(range(5), ["bag_mean_linear", "bag_mean_mlp", "miml_knn", "mimlsvm", "best"])
+    assert overlapping_tick_labels(fig)
+
+
+@pytest.mark.slow
+def test_no_report_figure_has_overlapping_tick_labels(finished_search: FinishedSearch) -> None:
+    """Every figure of a real report, and the peers figure with all four classic peers."""
+    from tuner.report.build import report_figures
+    from tuner.report.figures import learning_curves, peers_figure
+    from tuner.report.records import fetch_curves, read_search
+
+    record = read_search(finished_search.name, finished_search.uri)
+    ranked = record.ranked()
+    fetch_curves(record, ranked)
+    curves = learning_curves(ranked, 3)
+    figures = report_figures(record, ranked, curves, search_importances(record).values, top=3)
+    for key, fig in figures.items():
+        assert not overlapping_tick_labels(fig), key
+    peers = dict(record.summary["peers"])
+    (only,) = peers.values()
+    crowded = dataclasses.replace(
+        record,
+        summary={
+            **record.summary,
+            "peers": {m: only for m in ("bag_mean_linear", "bag_mean_mlp", "miml_knn", "mimlsvm")},
+        },
+    )
+    assert not overlapping_tick_labels(peers_figure(crowded))
+    title = figures["importances"].axes[0].get_title()
+    assert "completed trials" in title and "rough guide" in title  # 4 trials: said so

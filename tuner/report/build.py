@@ -12,13 +12,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner import tracking
 from tuner.errors import MimlTuneError, first_line
 from tuner.report.figures import (
     DPI,
     FIGURES,
+    Curve,
     curves_figure,
     history_figure,
     importance_figure,
@@ -30,6 +31,9 @@ from tuner.report.figures import (
 from tuner.report.importances import search_importances
 from tuner.report.page import render_html, summary_table
 from tuner.report.records import SearchRecord, TrialRecord, fetch_curves, read_search
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_ARTIFACT_DIR = "report"
 REPORT_KIND = "miml-tune report"
@@ -84,6 +88,25 @@ def _log_artifacts(uri: str, run_id: str, folder: Path) -> None:
         ) from None
 
 
+def report_figures(
+    record: SearchRecord,
+    ranked: list[TrialRecord],
+    curves: list[Curve],
+    importances: dict[str, float] | str,
+    *,
+    top: int,
+) -> dict[str, Figure]:
+    """The report's figures, by their key in ``FIGURES``."""
+    return {
+        "leaderboard": leaderboard_figure(record, ranked[:top]),
+        "history": history_figure(record),
+        "importances": importance_figure(record, importances),
+        "parallel": parallel_figure(record, ranked, top),
+        "curves": curves_figure(record, curves),
+        "peers": peers_figure(record),
+    }
+
+
 def write_files(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
     """Writes the figures, ``index.html`` and ``report.json`` into ``folder``; returns the PNG
     file names."""
@@ -92,14 +115,7 @@ def write_files(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
     fetch_curves(record, shown)
     curves = learning_curves(ranked, top)
     importances = search_importances(record)
-    figures = {
-        "leaderboard": leaderboard_figure(record, ranked[:top]),
-        "history": history_figure(record),
-        "importances": importance_figure(record, importances.values),
-        "parallel": parallel_figure(record, ranked, top),
-        "curves": curves_figure(record, curves),
-        "peers": peers_figure(record),
-    }
+    figures = report_figures(record, ranked, curves, importances.values, top=top)
     for key, fig in figures.items():
         fig.savefig(folder / FIGURES[key], dpi=DPI)
     data = {

@@ -256,20 +256,26 @@ def _int_ticks(n: int) -> list[int]:
     return list(range(1, n + 1, step))
 
 
+FEW_TRIALS = 20  # fewer completed trials than this: importances are a rough guide
+
+
 def importance_figure(record: SearchRecord, importances: dict[str, float] | str) -> Figure:
-    title = "Parameter importances (fANOVA, completed trials)"
+    completed = sum(t.status == "completed" for t in record.trials)
+    title = f"Parameter importances (fANOVA, {completed} completed trials)"
     if isinstance(importances, str):
         fig = _figure(8, 3)
         _no_data(fig, title, f"No importances: {importances}.")
         return fig
     items = sorted(importances.items(), key=lambda kv: kv[1])
-    fig = _figure(8, 1.4 + 0.45 * len(items))
+    fig = _figure(8, 1.6 + 0.45 * len(items))
     ax = fig.add_subplot()
     bars = ax.barh([k for k, _ in items], [v for _, v in items], color=_TOP_COLOURS[0])
-    ax.bar_label(bars, fmt="%.3f", padding=3, fontsize=9)
+    ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=9)
     ax.set_xlim(0, max(1.0, max(v for _, v in items) * 1.15))
     ax.set_xlabel(f"share of {record.metric}'s variance")
-    ax.set_title(title)
+    if completed < FEW_TRIALS:
+        title += f"\nfrom fewer than {FEW_TRIALS} completed trials: a rough guide, not a ranking"
+    ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -291,17 +297,19 @@ def parallel_figure(record: SearchRecord, ranked: Sequence[TrialRecord], top: in
     norm = mpl.colors.Normalize(low, high if high > low else low + 1e-12)
     cmap = mpl.colormaps["viridis" if record.mode == "max" else "viridis_r"]
     columns = [*params, metric]
-    for trial, value in zip(rows, values, strict=True):
+    for rank, (trial, value) in enumerate(zip(rows, values, strict=True)):
         ys = [scaled(trial.params.get(p), record.domains[p]) for p in params]
         ys.append(0.5 if high == low else (value - low) / (high - low))
         ax.plot(
             range(len(columns)),
             ys,
             color=cmap(norm(value)),
-            linewidth=2,
-            alpha=0.85,
+            linewidth=3 if rank == 0 else 1.6,
+            alpha=0.9,
             linestyle="-" if trial.status == "completed" else "--",
             marker="o",
+            zorder=3 + len(rows) - rank,  # the best on top of every other line
+            label="best" if rank == 0 else None,
         )
     for i, name in enumerate(columns):
         ax.axvline(i, color="#555", linewidth=0.8)
@@ -434,7 +442,15 @@ def peers_figure(record: SearchRecord) -> Figure:
         stds = [c["std"] if math.isfinite(c["std"]) else 0.0 for c in cells]
         bars = ax.bar(range(len(cells)), means, yerr=stds, color=colours, capsize=3)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2, label_type="center", color="white")
-        ax.set_xticks(range(len(cells)), [_short(n) for n in names], fontsize=8)
+        # Peer names side by side overlap ("bestag_mearbalgearean..."): slanted, right-aligned.
+        ax.set_xticks(
+            range(len(cells)),
+            [_short(n) for n in names],
+            fontsize=8,
+            rotation=35 if len(names) > 2 else 0,
+            ha="right" if len(names) > 2 else "center",
+            rotation_mode="anchor",
+        )
         ax.set_title(f"{metric} {arrow(metric)}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         top_value = max(
