@@ -315,6 +315,7 @@ def test_report_of_a_finished_search(finished_search: FinishedSearch, workdir: P
     for name in FIGURES.values():
         assert f'src="{name}"' in page
     assert not re.search(r"<script|<link|https?://", page), "the page must be self-contained"
+    assert '<div class="wide"><table>' in page  # a wide leaderboard scrolls inside the page
 
     # The leaderboard's first row is the summary's best, with its numbers.
     best = s.summary["best"]
@@ -491,3 +492,12 @@ def test_no_report_figure_has_overlapping_tick_labels(finished_search: FinishedS
     assert not overlapping_tick_labels(peers_figure(crowded))
     title = figures["importances"].axes[0].get_title()
     assert "completed trials" in title and "rough guide" in title  # 4 trials: said so
+
+
+def test_the_leaderboard_has_unique_column_names() -> None:
+    """A searched ``epochs`` beside the epochs each trial trained: two names, one table."""
+    from tuner.report.page import leaderboard_header
+
+    names = leaderboard_header("average_precision", ["epochs", "lr", "fold std"])
+    assert len(names) == len(set(names)), names
+    assert "epochs trained" in names and "epochs (param)" in names and "lr" in names

@@ -26,6 +26,7 @@ th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.pruned td { color: #777; } tr.error td { color: #a00; } tr.best td { font-weight: 600; }
 td.better { background: #e6f4ea; }
+.wide { overflow-x: auto; max-width: 100%; } .wide th { white-space: nowrap; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; } .muted { color: #666; font-size: 0.9em; }
 """
@@ -38,6 +39,17 @@ def _fmt(value: Any, std: Any = None) -> str:
     if std is not None and isinstance(std, float) and math.isfinite(std):
         text += f" ± {std:.4f}"
     return text
+
+
+_BOARD_COLUMNS = ("rank", "trial", "status", "epochs trained", "fold std")
+
+
+def leaderboard_header(metric: str, params: Sequence[str]) -> tuple[str, ...]:
+    """The leaderboard's column names, each once: a parameter named like a column of the
+    board's own (a searched ``epochs`` beside the epochs each trial trained) says so."""
+    own = (*_BOARD_COLUMNS[:4], f"{metric} {arrow(metric)}", _BOARD_COLUMNS[4])
+    taken = {*own, "epochs"}
+    return (*own, *(f"{p} (param)" if p in taken else p for p in params))
 
 
 def _table(
@@ -88,7 +100,7 @@ def render_html(
         )
         board_classes.append("best" if t.trial_id == s["best"]["trial_id"] else t.status)
     board = _table(
-        ("rank", "trial", "status", "epochs", f"{metric} {arrow(metric)}", "fold std", *params),
+        leaderboard_header(metric, params),
         board_rows,
         board_classes,
     )
@@ -144,7 +156,7 @@ def render_html(
 {esc(metric)} <b>{_fmt(s["best"]["metrics"][metric]["mean"])}</b>
 ± {_fmt(s["best"]["metrics"][metric]["std"])}.</p>
 <h2>Leaderboard</h2>
-{board}
+<div class="wide">{board}</div>
 <h2>Best trial vs peers</h2>
 {compare}
 <h2>Figures</h2>
