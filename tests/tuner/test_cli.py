@@ -229,3 +229,41 @@ def test_relative_sqlite_uri_is_pinned_to_the_working_folder(in_tmp: Path) -> No
     assert resolve_tracking_uri("runs.db") == f"sqlite:///{in_tmp / 'runs.db'}"
     assert resolve_tracking_uri(None) == f"sqlite:///{in_tmp / 'mlflow.db'}"
     assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one_line(
+    in_tmp: Path,
+) -> None:
+    """Under a pseudo-terminal: the first bytes name what is starting, written in place; a bad
+    --data then replaces that line with the one error line (issue 13)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.searches import cli_env
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "launch", "--space", "birds", "--data", "nope.arff"],
+        cwd=in_tmp, env=cli_env(in_tmp), stdin=follower, stdout=follower, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        proc.wait(timeout=120)
+        os.close(leader)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 2, out
+    assert out.startswith("\r\x1b[Kmiml-tune launch: reading space birds"), out[:200]
+    visible = out.split("\r\x1b[K")[-1].strip().splitlines()
+    assert len(visible) == 1 and visible[0].startswith("error: ") and "nope.arff" in visible[0]

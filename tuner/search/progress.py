@@ -177,5 +177,5 @@ class ProgressLine(Callback):
                 return
         self._printed = now
         self._last_line = text
-        self.stream.write(f"\r{text}" if self._tty else f"{text}\n")
+        self.stream.write(f"\r\033[K{text}" if self._tty else f"{text}\n")
         self.stream.flush()
