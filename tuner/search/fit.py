@@ -193,7 +193,12 @@ def fit_tuner(
         ),
         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
     )
-    progress = ProgressLine(spec.metric, spec.trials, stream=options.progress)
+    progress = ProgressLine(
+        spec.metric,
+        spec.trials,
+        stream=options.progress,
+        budget_seconds=budget.seconds if budget is not None else None,
+    )
     callbacks: list[Any] = [trial_runs, progress]
     resumed: dict[str, Any] | None = None
     running = functools.partial(running_searcher, folder.uri)

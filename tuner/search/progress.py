@@ -85,8 +85,14 @@ class ProgressLine(Callback):
     """One live status line: trials running / done / pruned / failed, best so far, elapsed."""
 
     def __init__(
-        self, metric: str, total: int, stream: TextIO | None = None, every: float = 1.0
+        self,
+        metric: str,
+        total: int,
+        stream: TextIO | None = None,
+        every: float = 1.0,
+        budget_seconds: float | None = None,
     ) -> None:
+        self.budget_seconds = budget_seconds
         self.metric = metric
         self.total = total
         self.stream = stream or sys.stderr
@@ -151,13 +157,35 @@ class ProgressLine(Callback):
         elapsed = int(time.monotonic() - self.started)
         best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
         earlier = f", {self.restored} before resume" if self.restored else ""
+        left = ""
+        if self.budget_seconds:
+            rest = max(0, int(self.budget_seconds) - elapsed)
+            left = f" (budget left {rest // 60:02d}:{rest % 60:02d})"
         return (
             f"trials {sum(counts.values()) + self.restored}/{self.total}{earlier}: "
             f"{counts['running']} running, "
             f"{counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed | "
             f"best {self.metric} {best} | {self.fold_epochs()} fold-epochs | "
-            f"{elapsed // 60:02d}:{elapsed % 60:02d}"
+            f"{elapsed // 60:02d}:{elapsed % 60:02d}{left}{self._running()}"
         )
+
+    def _running(self, shown: int = 3) -> str:
+        """The running trials' epochs and current objective: `` | 00003 epoch 4/30 0.612``."""
+        parts: list[str] = []
+        for trial_id, state in self.status.items():
+            if state != "running" or len(parts) == shown:
+                continue
+            last = self.last.get(trial_id) or {}
+            short = trial_id.rsplit("_", 1)[-1]
+            value = last.get(self.metric)
+            if "epoch" not in last:
+                parts.append(f"{short} starting")
+            else:
+                shown_value = f" {value:.3f}" if isinstance(value, (int, float)) else ""
+                parts.append(
+                    f"{short} epoch {last['epoch']}/{last.get('target_epochs', '?')}{shown_value}"
+                )
+        return f" | {', '.join(parts)}" if parts else ""
 
     def fold_epochs(self) -> int:
         """Fold models x epochs trained so far by this driver's trials."""
