@@ -60,8 +60,9 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
     ended = _launch_at_once(workdir, space, uri, names)
     for name, (code, _, err) in zip(names, ended, strict=True):
         assert code == 0, (name, err[-3000:])
-    # Two of one name (into the store the four made): one runs, the other is one line.
-    same = _launch_at_once(workdir, space, uri, ["same", "same"])
+    # Two of one name (into the store the four made): one runs, the other is one line. Beside
+    # them, c0 again: a name that finished before.
+    *same, again = _launch_at_once(workdir, space, uri, ["same", "same", "c0"])
     assert sorted(code for code, _, _ in same) == [0, 2], [err[-2000:] for _, _, err in same]
     refused = next(err for code, _, err in same if code == 2).strip().splitlines()
     assert len(refused) == 1 and refused[0].startswith("error: "), refused
@@ -71,24 +72,24 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
 
     client = MlflowClient(tracking_uri=uri)
     summaries = [json.loads(out) for code, out, _ in [*ended, *same] if code == 0]
+    again_summary = json.loads(again[1]) if again[0] == 0 else {}
     assert sorted(s["name"] for s in summaries) == ["c0", "c1", "c2", "c3", "same"]
     for summary in summaries:
         experiment = client.get_experiment_by_name(summary["name"])
         runs = client.search_runs([experiment.experiment_id])
         parents = [r for r in runs if r.data.tags.get("miml_tune.role") == "search"]
         trials = [r for r in runs if r.data.tags.get("miml_tune.role") == "trial"]
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED", summary["name"]
-        assert parents[0].info.run_id == summary["mlflow"]["parent_run_id"]
-        assert len(trials) == summary["trials"]["total"] == TRIALS, summary["name"]
+        mine = [p for p in parents if p.info.run_id == summary["mlflow"]["parent_run_id"]]
+        assert len(mine) == 1 and mine[0].info.status == "FINISHED", summary["name"]
+        assert len(parents) == (2 if summary["name"] == "c0" else 1), summary["name"]
+        assert len(trials) == TRIALS * len(parents), summary["name"]
+        assert summary["trials"]["total"] == TRIALS
         assert all(r.info.status == "FINISHED" for r in trials), summary["name"]
 
     # A launch of a name that finished before says it adds a new parent run beside the old one.
-    again = _launch_at_once(workdir, space, uri, ["c0"])[0]
     assert again[0] == 0, again[2][-3000:]
     notes = [line for line in again[2].splitlines() if line.startswith("note: search 'c0' ran")]
     assert len(notes) == 1 and "adds a new parent run to MLflow experiment 'c0'" in notes[0]
     experiment = client.get_experiment_by_name("c0")
     parents = client.search_runs([experiment.experiment_id], "tags.`miml_tune.role` = 'search'")
-    assert len(parents) == 2 and json.loads(again[1])["mlflow"]["parent_run_id"] in {
-        p.info.run_id for p in parents
-    }
+    assert again_summary["mlflow"]["parent_run_id"] in {p.info.run_id for p in parents}
