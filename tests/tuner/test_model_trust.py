@@ -75,8 +75,10 @@ def _log(uri: str, folder: Path, **how: Any) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", **how)
+    from tuner.serving import pip_requirements
+
+    with mlflow.start_run():  # requirements given: MLflow would infer them in a subprocess
+        info = mlflow.pyfunc.log_model(name="model", pip_requirements=pip_requirements(), **how)
     return str(info.model_uri)
 
 
