@@ -51,7 +51,8 @@ class TrialRuns(Callback):
         self.budget = budget
         self.racing = racing
         self.stopped: set[str] = set()  # trials the time budget stopped
-        self.never_started: set[str] = set()  # paths of trials that ended PENDING, with no run
+        self.never_started: set[str] = set()  # paths of trials that ended without a run
+        self.started: set[str] = set()  # trials this driver opened a run for
         self.runs: dict[str, str] = {}
         self.earlier: dict[str, str] = {}  # trial id -> run id, from an earlier driver
         self.attempts: dict[str, int] = {}  # trial id -> attempts begun before this driver
@@ -156,6 +157,7 @@ class TrialRuns(Callback):
         )
         run_id = str(run.info.run_id)
         self.runs[trial.trial_id] = run_id
+        self.started.add(trial.trial_id)
         params = tracking.flatten_params(trial.config)
         self.mlflow.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         if self.dataset is not None:
@@ -254,14 +256,13 @@ class TrialRuns(Callback):
             self._close(run_id, status, tags)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        # A trial still PENDING when the time budget ended the experiment never started: it has
-        # no run and is not a trial of the search yet (a resume runs it).
+        # A trial the experiment ended before it started (the time budget ran out while it was
+        # PENDING, or while Tune was handing it a reused worker) has no run and is not a trial
+        # of the search yet; a resume runs it.
         self.never_started = {
             str(t.path)
             for t in trials
-            if t.status == "PENDING"
-            and t.trial_id not in self.runs
-            and t.trial_id not in self.earlier
+            if t.trial_id not in self.started and t.trial_id not in self.earlier
         }
         self.flush()
 
