@@ -78,8 +78,9 @@ def serve_ui(
         )
         try:
             _wait_healthy(proc, url, log, uri)
+            links = _search_links(uri, url)  # read before saying the UI is up
             echo(f"MLflow UI: {url} (Ctrl-C to stop)")
-            for line in _search_links(uri, url):
+            for line in links:
                 echo(line)
             code = proc.wait()
             why = (

@@ -431,7 +431,8 @@ def peers_figure(record: SearchRecord) -> Figure:
         return fig
     columns = min(4, len(rows))
     lines = math.ceil(len(rows) / columns)
-    fig = _figure(3.0 * columns, 0.6 + 2.3 * lines)
+    crowded = len(peers) > 1  # names upright below each panel: taller rows
+    fig = _figure(3.0 * columns, 0.6 + (3.1 if crowded else 2.3) * lines)
     fig.suptitle(title if peers else "Best trial (no peer models in this search)")
     names = ["best", *peers]
     colours = [_TOP_COLOURS[0], *(_PEER_COLOURS[i % len(_PEER_COLOURS)] for i in range(len(peers)))]
@@ -442,14 +443,12 @@ def peers_figure(record: SearchRecord) -> Figure:
         stds = [c["std"] if math.isfinite(c["std"]) else 0.0 for c in cells]
         bars = ax.bar(range(len(cells)), means, yerr=stds, color=colours, capsize=3)
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2, label_type="center", color="white")
-        # Peer names side by side overlap ("bestag_mearbalgearean..."): slanted, right-aligned.
+        # Peer names side by side overlap ("bestag_mearbalgearean..."): upright when crowded.
         ax.set_xticks(
             range(len(cells)),
             [_short(n) for n in names],
             fontsize=8,
-            rotation=35 if len(names) > 2 else 0,
-            ha="right" if len(names) > 2 else "center",
-            rotation_mode="anchor",
+            rotation=90 if crowded else 0,
         )
         ax.set_title(f"{metric} {arrow(metric)}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
