@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from tuner.errors import MimlTuneError
+from tuner.terminal import status_line
 
 for _name, _value in (
     ("RAY_USAGE_STATS_ENABLED", "0"),
@@ -127,7 +128,7 @@ def launch(space: str, as_json: bool, all_metrics: bool, **options: Any) -> None
     from tuner.search import launch as run_search
     from tuner.spec import load_space
 
-    _status(
+    status_line(
         f"miml-tune launch: reading space {space}, then the data, the MLflow store and Ray "
         "(the first trial starts in about a minute)..."
     )
@@ -508,32 +509,18 @@ def data_info(
     click.echo(json.dumps(info) if as_json else format_description(info))
 
 
-def _status(text: str) -> None:
-    """On a terminal, says at once what a command is doing, on a line that the next output
-    overwrites (an error stays the one line it is). Off a terminal nothing is written."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K{text}")
-        sys.stderr.flush()
-
-
-def _clear_status() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI, turning user errors into one line and exit status 2."""
     try:
         cli.main(args=argv, prog_name="miml-tune", standalone_mode=False)
     except MimlTuneError as exc:
-        _clear_status()
+        status_line("")
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        _clear_status()
+        status_line("")
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code if exc.exit_code else 2)
     except click.Abort as exc:
@@ -549,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         from tuner.tracking import damaged_store_message
 
         message = damaged_store_message(exc)
-        _clear_status()
+        status_line("")
         if message is None:
             raise
         click.echo(f"error: {message}", err=True)

@@ -176,14 +176,15 @@ class MimlTuneModel(PythonModel):
     kept so that a store one trusts can still be read (``--trust-pickled-model``)."""
 
     def load_context(self, context: Any) -> None:
-        self.learner = load_learner(Path(context.artifacts["learner"]).parent, trust_pickled=True)
-        self.meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        self.served = ServedModel(
+            load_learner(Path(context.artifacts["learner"]).parent, trust_pickled=True),
+            json.loads(Path(context.artifacts["meta"]).read_text()),
+        )
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        ids, bags = frame_to_bags(model_input, int(self.meta["n_features"]))
-        return scores_frame(ids, predict_bags(self.learner, bags), self.meta["label_names"])
+        return self.served.predict(model_input, params)
 
 
 def predict_bags(learner: Learner, bags: Sequence[np.ndarray]) -> np.ndarray:

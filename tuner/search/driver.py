@@ -47,6 +47,7 @@ from tuner.search.storage import (
     tune_trials,
 )
 from tuner.spec import SearchSpec
+from tuner.terminal import status_line
 
 if TYPE_CHECKING:
     from tuner.trial import CVProtocol
@@ -87,9 +88,9 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     uri = tracking.resolve_tracking_uri(options.tracking_uri)
     tracking.check_tracking_uri(uri)
     folder = check_storage(options.storage, name, options.overwrite)
-    _status(
-        options.progress,
+    status_line(
         f"search {name!r}: {full.name} read ({full.n_bags} bags); starting Ray, opening {uri}...",
+        options.progress,
     )
     store_file = tracking.sqlite_file(uri)
     new_store = store_file is not None and not store_file.exists()
@@ -129,7 +130,7 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     experiment_id = tracking.ensure_experiment(mlflow, name, uri)
     if replaced:
         # Say it before anything is written: the old search's runs stay in the experiment.
-        _status(options.progress, "")
+        status_line("", options.progress)
         print(
             f"note: search {name!r} ran before ({replaced.get('status', 'unknown')}, parent run "
             f"{replaced.get('parent_run_id', '?')}); this launch starts it anew and adds a new "
@@ -452,12 +453,3 @@ class _SearchRun:
             with contextlib.suppress(Exception):
                 self._save("interrupted" if interrupted else "failed")
             raise
-
-
-def _status(stream: TextIO | None, text: str) -> None:
-    """On a terminal, what the launch is doing now, on the line the progress line rewrites
-    next; off a terminal nothing (a log gets the progress line's own lines)."""
-    stream = stream or sys.stderr
-    if getattr(stream, "isatty", lambda: False)():
-        stream.write(f"\r\033[K{text}")
-        stream.flush()

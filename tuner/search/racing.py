@@ -46,18 +46,10 @@ class Racing:
         self.stopped: dict[str, dict[str, Any]] = {}  # trial id -> the test that stopped it
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        values = result.get(FOLD_VALUES)
-        epoch = int(result.get("epoch", 0) or 0)
-        if not values or epoch < 1:
+        epoch = self._record(trial_id, result)
+        if epoch is None or not self.incumbent or epoch < self.min_epoch:
             return False
-        curve = self.curves.setdefault(trial_id, {})
-        curve[epoch] = [float(v) for v in values]
-        last = epoch >= int(result.get("target_epochs", epoch))
-        if last and float(result.get("full_protocol", 1.0)) >= 1.0:
-            self._finished(trial_id, float(result.get(self.metric, math.nan)))
-            return False
-        if not self.incumbent or epoch < self.min_epoch:
-            return False
+        curve = self.curves[trial_id]
         theirs = self.incumbent.get(epoch) or self.incumbent[max(self.incumbent)]
         shared = min(len(theirs), len(curve[epoch]))
         if shared < 2:
@@ -82,14 +74,23 @@ class Racing:
         """Takes in what a trial that finished before a resume reported, epoch by epoch, so that
         the incumbent survives the resume; nothing is stopped."""
         for row in rows:
-            values, epoch = row.get(FOLD_VALUES), int(row.get("epoch", 0) or 0)
-            if not values or epoch < 1:
-                continue
-            self.curves.setdefault(trial_id, {})[epoch] = [float(v) for v in values]
-            last = epoch >= int(row.get("target_epochs", epoch))
-            if last and float(row.get("full_protocol", 1.0)) >= 1.0:
-                self._finished(trial_id, float(row.get(self.metric, math.nan)))
+            self._record(trial_id, row)
         self.curves.pop(trial_id, None)
+
+    def _record(self, trial_id: str, result: dict[str, Any]) -> int | None:
+        """Keeps a result's fold values in the trial's curve; a trial that finished under the
+        full protocol may become the incumbent. Returns the epoch to race the trial at, or
+        ``None`` (no fold values, or the trial finished)."""
+        values = result.get(FOLD_VALUES)
+        epoch = int(result.get("epoch", 0) or 0)
+        if not values or epoch < 1:
+            return None
+        self.curves.setdefault(trial_id, {})[epoch] = [float(v) for v in values]
+        last = epoch >= int(result.get("target_epochs", epoch))
+        if last and float(result.get("full_protocol", 1.0)) >= 1.0:
+            self._finished(trial_id, float(result.get(self.metric, math.nan)))
+            return None
+        return epoch
 
     def _finished(self, trial_id: str, value: float) -> None:
         curve = self.curves.pop(trial_id, {})
