@@ -1,23 +1,91 @@
-"""The live progress line of a search (issue 13): what runs, how far, what is left."""
+"""What a search shows while it runs (issue 13): the live table on a terminal, plain event lines
+in a log."""
 
 from __future__ import annotations
 
+import io
+import re
+from types import SimpleNamespace
 
-def test_the_progress_line_shows_the_running_trials_and_the_budget_left() -> None:
-    """Each running trial's epoch of its target and current objective, and the time budget
-    left (issue 13); the counts it begins with are as before."""
-    import io
-    from types import SimpleNamespace
+from tuner.search.progress import ProgressLine
 
-    from tuner.search.progress import ProgressLine
 
-    line = ProgressLine("average_precision", 10, stream=io.StringIO(), budget_seconds=600)
-    first, second = SimpleNamespace(trial_id="ab12_00003"), SimpleNamespace(trial_id="ab12_00004")
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _two_running(stream: io.StringIO, budget: float | None = 600) -> ProgressLine:
+    line = ProgressLine("average_precision", 10, stream=stream, budget_seconds=budget, repeats=5)
+    first = SimpleNamespace(trial_id="ab12_00003", config={"lr": 0.01, "layers": 2})
+    second = SimpleNamespace(trial_id="ab12_00004", config={"lr": 0.001, "layers": 4})
     line.on_trial_start(0, [], first)
     line.on_trial_start(0, [], second)
-    result = {"epoch": 4, "target_epochs": 30, "average_precision": 0.6123, "fold_epochs": 12}
+    result = {
+        "epoch": 4,
+        "target_epochs": 30,
+        "average_precision": 0.6123,
+        "fold_epochs": 12,
+        "cv_repeats_done": 1,
+    }
     line.on_trial_result(0, [], first, result)
+    return line
+
+
+def test_the_status_line_counts_ended_trials_and_shows_the_budget_left() -> None:
+    line = _two_running(io.StringIO())
     text = line.line()
-    assert text.startswith("trials 2/10: 2 running, 0 done, 0 pruned, 0 failed | "), text
-    assert "| 12 fold-epochs | 00:00 (budget left 10:00) | " in text, text
-    assert text.endswith("| 00003 epoch 4/30 0.612, 00004 starting"), text
+    assert text.startswith("trials 0/10 ended: 2 running, 0 done, 0 pruned, 0 failed | "), text
+    assert text.endswith("| 12 fold-epochs | 00:00 (budget left 10:00)"), text
+    assert line.rows() == [
+        "  00003  epoch 4/30    repeats 1/5  average_precision 0.6123",
+        "  00004  starting",
+    ]
+
+
+def test_the_best_trial_is_named_and_an_eta_follows_the_pace_without_a_budget() -> None:
+    line = _two_running(io.StringIO(), budget=None)
+    done = {"epoch": 30, "target_epochs": 30, "average_precision": 0.65, "full_protocol": 1.0}
+    trial = SimpleNamespace(trial_id="ab12_00003", last_result=done)
+    line.on_trial_result(0, [], trial, done)
+    line.started -= 100  # the first trial ended after 100 s
+    line.on_trial_complete(0, [], trial)
+    text = line.line()
+    assert "trials 1/10 ended: 1 running, 1 done" in text, text
+    assert "best average_precision 0.6500 (trial 00003)" in text, text
+    assert re.search(r"\(ETA ~1[45]:\d\d\)$", text), text  # 9 trials left at 100 s each
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:
+    stream = _Terminal()
+    line = _two_running(stream)
+    line._show(force=True)
+    line._show(force=True)
+    out = stream.getvalue()
+    # The second drawing goes back up over the first's three lines (status and two trials).
+    last = out.rsplit("\033[2F", 1)
+    assert len(last) == 2, out
+    assert last[1].startswith("\r\033[J")
+    drawn = last[1][len("\r\033[J") :].split("\n")
+    assert drawn[0].startswith("trials 0/10 ended: 2 running")
+    assert drawn[1:] == [
+        "  00003  epoch 4/30    repeats 1/5  average_precision 0.6123",
+        "  00004  starting",
+    ]
+
+
+def test_off_a_terminal_each_event_is_one_plain_line() -> None:
+    stream = io.StringIO()
+    line = _two_running(stream)
+    pruned = {"epoch": 5, "target_epochs": 30, "average_precision": 0.51, "full_protocol": 0.0,
+              "cv_repeats_done": 1}  # fmt: skip
+    trial = SimpleNamespace(trial_id="ab12_00004", last_result=pruned)
+    line.on_trial_result(0, [], trial, pruned)
+    line.on_trial_complete(0, [], trial)
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "trial 00003 started: layers=2, lr=0.01",
+        "trial 00004 started: layers=4, lr=0.001",
+        "trial 00004 pruned at epoch 5/30, partial (1 repeats) protocol: average_precision 0.5100",
+    ]
+    assert "\033" not in stream.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
     result = cli(workdir, "launch", "--space", str(space), "--tracking-uri", uri, "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
-    assert "trials 4/4" in result.stderr  # the live progress line
+    assert "trials 4/4 ended" in result.stderr  # the live progress line, last shown at the end
+    assert re.search(r"^trial \d+ (done|pruned) at epoch \d+/\d+", result.stderr, re.M)  # events
 
     assert summary["trials"]["total"] == 4
     assert summary["trials"]["completed"] >= 1

@@ -198,6 +198,7 @@ def fit_tuner(
         spec.trials,
         stream=options.progress,
         budget_seconds=budget.seconds if budget is not None else None,
+        repeats=protocol.repeats,
     )
     callbacks: list[Any] = [trial_runs, progress]
     resumed: dict[str, Any] | None = None

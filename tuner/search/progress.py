@@ -82,7 +82,23 @@ def short_config(config: dict[str, Any], width: int = 500) -> str:
 
 
 class ProgressLine(Callback):
-    """One live status line: trials running / done / pruned / failed, best so far, elapsed."""
+    """What a search is doing, as it does it.
+
+    On a terminal, a small table rewritten in place every second: a status line (trials ended
+    of the budget, running / done / pruned / failed, the best value and its trial, fold-epochs,
+    elapsed, the time budget left or a rough ETA), then one row per running trial (its epoch of
+    its target, the repeats it is measured on, its current objective). Off a terminal (a log,
+    CI, ``miml-tune jobs logs``) one plain line per event: a trial started, ended (done, pruned
+    or failed, with its value), and the status line once a minute.
+
+    Args:
+        metric: the objective.
+        total: trials the search runs.
+        stream: where to write (standard error by default).
+        every: seconds between two refreshes of the table.
+        budget_seconds: the search's time budget, if any.
+        repeats: the protocol's CV repeats (a running trial shows how many it has reached).
+    """
 
     def __init__(
         self,
@@ -91,19 +107,22 @@ class ProgressLine(Callback):
         stream: TextIO | None = None,
         every: float = 1.0,
         budget_seconds: float | None = None,
+        repeats: int | None = None,
     ) -> None:
         self.budget_seconds = budget_seconds
         self.metric = metric
         self.total = total
+        self.repeats = repeats
         self.stream = stream or sys.stderr
         self.every = every
         self.started = time.monotonic()
         self.status: dict[str, str] = {}
         self.last: dict[str, dict[str, Any]] = {}
         self.best: float = math.nan
+        self.best_trial = ""
         self.restored = 0  # trials a resumed search had finished before
         self._printed = 0.0
-        self._last_line = ""
+        self._drawn = 0  # lines of the table now on the terminal
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def count_restored(self, finished: int) -> None:
@@ -112,24 +131,37 @@ class ProgressLine(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.status[trial.trial_id] = "running"
+        config = getattr(trial, "config", None)
+        detail = f": {short_config(config, 200)}" if isinstance(config, dict) and config else ""
+        self._event(f"trial {_short(trial.trial_id)} started{detail}")
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        first = "epoch" not in self.last.get(trial.trial_id, {})
         self.last[trial.trial_id] = result
+        if self._tty:
+            self._show(force=first)  # a trial's first epoch is shown as soon as it is reported
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = self.last.get(trial.trial_id) or trial.last_result or {}
         pruned = is_pruned(last)
         self.status[trial.trial_id] = "pruned" if pruned else "done"
         value = last.get(self.metric, math.nan)
+        best = ""
         if (
             not pruned
             and isinstance(value, (int, float))
             and (math.isnan(self.best) or is_better(self.metric, float(value), self.best))
         ):
-            self.best = float(value)
-        self._show(force=True)
+            self.best, self.best_trial = float(value), trial.trial_id
+            best = " (best so far)"
+        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+        where = f"epoch {last.get('epoch', 0)}/{last.get('target_epochs', '?')}"
+        self._event(
+            f"trial {_short(trial.trial_id)} {self.status[trial.trial_id]} at {where}, "
+            f"{protocol_reached(last)} protocol: {self.metric} {shown}{best}"
+        )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from tuner.tracking import trial_error_message
@@ -137,9 +169,7 @@ class ProgressLine(Callback):
         self.status[trial.trial_id] = "failed"
         # One line per failed trial; its whole trace is in its MLflow run and its Tune folder.
         reason = trial_error_message(trial)[:300]
-        start = "\n" if self._tty else ""  # off the line that a terminal rewrites
-        self.stream.write(f"{start}trial {trial.trial_id} failed: {reason}\n")
-        self._show(force=True)
+        self._event(f"trial {_short(trial.trial_id)} failed: {reason}")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._show()
@@ -149,61 +179,99 @@ class ProgressLine(Callback):
         if self._tty:
             self.stream.write("\n")
             self.stream.flush()
+            self._drawn = 0
 
     def line(self) -> str:
+        """The status line: counts, best, fold-epochs, elapsed and what is left."""
         counts = {
             k: list(self.status.values()).count(k) for k in ("running", "done", "pruned", "failed")
         }
-        elapsed = int(time.monotonic() - self.started)
+        ended = counts["done"] + counts["pruned"] + counts["failed"] + self.restored
+        elapsed = time.monotonic() - self.started
         best = "-" if math.isnan(self.best) else f"{self.best:.4f}"
+        if self.best_trial:
+            best += f" (trial {_short(self.best_trial)})"
         earlier = f", {self.restored} before resume" if self.restored else ""
-        left = ""
-        if self.budget_seconds:
-            rest = max(0, int(self.budget_seconds) - elapsed)
-            left = f" (budget left {rest // 60:02d}:{rest % 60:02d})"
         return (
-            f"trials {sum(counts.values()) + self.restored}/{self.total}{earlier}: "
-            f"{counts['running']} running, "
+            f"trials {ended}/{self.total} ended{earlier}: {counts['running']} running, "
             f"{counts['done']} done, {counts['pruned']} pruned, {counts['failed']} failed | "
             f"best {self.metric} {best} | {self.fold_epochs()} fold-epochs | "
-            f"{elapsed // 60:02d}:{elapsed % 60:02d}{left}{self._running()}"
+            f"{_clock(elapsed)}{self._left(elapsed, ended - self.restored)}"
         )
 
-    def _running(self, shown: int = 3) -> str:
-        """The running trials' epochs and current objective: `` | 00003 epoch 4/30 0.612``."""
-        parts: list[str] = []
-        for trial_id, state in self.status.items():
-            if state != "running" or len(parts) == shown:
-                continue
+    def _left(self, elapsed: float, ended: int) -> str:
+        """The time budget left, else a rough ETA from the pace of the trials ended so far."""
+        if self.budget_seconds:
+            return f" (budget left {_clock(max(0, int(self.budget_seconds) - int(elapsed)))})"
+        remaining = self.total - ended - self.restored
+        if ended == 0 or remaining <= 0:
+            return ""
+        return f" (ETA ~{_clock(elapsed / ended * remaining)})"
+
+    def rows(self, shown: int = 8) -> list[str]:
+        """One row per running trial: id, epoch of target, repeats reached, current objective."""
+        running = [t for t, state in self.status.items() if state == "running"]
+        out: list[str] = []
+        for trial_id in running[:shown]:
             last = self.last.get(trial_id) or {}
-            short = trial_id.rsplit("_", 1)[-1]
-            value = last.get(self.metric)
             if "epoch" not in last:
-                parts.append(f"{short} starting")
-            else:
-                shown_value = f" {value:.3f}" if isinstance(value, (int, float)) else ""
-                parts.append(
-                    f"{short} epoch {last['epoch']}/{last.get('target_epochs', '?')}{shown_value}"
-                )
-        return f" | {', '.join(parts)}" if parts else ""
+                out.append(f"  {_short(trial_id)}  starting")
+                continue
+            value = last.get(self.metric)
+            shown_value = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+            repeats = last.get("cv_repeats_done")
+            of = f"/{self.repeats}" if self.repeats else ""
+            reached = f"  repeats {int(repeats)}{of}" if repeats is not None else ""
+            epoch = f"epoch {last['epoch']}/{last.get('target_epochs', '?')}"
+            out.append(f"  {_short(trial_id)}  {epoch:<12}{reached}  {self.metric} {shown_value}")
+        if len(running) > shown:
+            out.append(f"  ... and {len(running) - shown} more running")
+        return out
 
     def fold_epochs(self) -> int:
         """Fold models x epochs trained so far by this driver's trials."""
         return sum(int(r.get("fold_epochs", 0) or 0) for r in self.last.values())
 
+    def _event(self, text: str) -> None:
+        """One line about one trial: above the table on a terminal, a plain line in a log."""
+        if self._tty:
+            self.stream.write(self._erase() + text + "\n")
+            self._drawn = 0
+            self._show(force=True)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _erase(self) -> str:
+        """Escape codes that move to the table's first line and clear it and what follows."""
+        up = f"\033[{self._drawn - 1}F" if self._drawn > 1 else ""
+        return f"{up}\r\033[J"
+
     def _show(self, force: bool = False) -> None:
-        """On a terminal, rewrites the line every second; in a log, writes a line when the counts
-        change (at most every 5 s) and otherwise once a minute."""
+        """On a terminal, redraws the table every second; in a log, writes the status line once
+        a minute (events have their own lines)."""
         now = time.monotonic()
-        text = self.line()
-        if not force:
-            since = now - self._printed
-            if self._tty and since < self.every:
-                return
-            same = text.split(" | ")[0] == self._last_line.split(" | ")[0]
-            if not self._tty and since < (60 * self.every if same else 5 * self.every):
-                return
+        since = now - self._printed
+        if not force and since < (self.every if self._tty else 60 * self.every):
+            return
         self._printed = now
-        self._last_line = text
-        self.stream.write(f"\r\033[K{text}" if self._tty else f"{text}\n")
+        if self._tty:
+            lines = [self.line(), *self.rows()]
+            self.stream.write(self._erase() + "\n".join(lines))
+            self._drawn = len(lines)
+        else:
+            self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+
+def _short(trial_id: str) -> str:
+    """``00003`` of Tune's ``ab12cd_00003``."""
+    return trial_id.rsplit("_", 1)[-1]
+
+
+def _clock(seconds: float) -> str:
+    """``mm:ss``, or ``h:mm:ss`` from an hour on."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    clock = f"{rest // 60:02d}:{rest % 60:02d}"
+    return f"{hours}:{clock}" if hours else clock
