@@ -5,9 +5,7 @@ layers, batch 256; one thread) on the bundled Birds development data, in a fresh
 per run, with the fold models of ``--repeats`` repeats of 3-fold CV held at once, under each
 allocator policy given, interleaved (A B A B ...):
 
-- ``default``: every fold model held in memory, glibc as it is;
-- ``park``: the product's default since issue 11 (``run_cv(park=True)``): only the fold model
-  being trained is in memory, the others' tensors wait in files;
+- ``default``: glibc as it is;
 - ``epoch``: ``gc.collect()`` and ``malloc_trim(0)`` once per epoch, after every fold trained
   (from the epoch's report, as a trial would);
 - ``threshold``: ``MALLOC_MMAP_THRESHOLD_=4194304`` in the process's environment (large blocks
@@ -15,7 +13,7 @@ allocator policy given, interleaved (A B A B ...):
 
 Peak RSS is the process's ``ru_maxrss``; imports alone are about 0.4 GB.
 
-    python bench/worker_memory.py --repeats 5 --epochs 2 --policies default park --runs 3
+    python bench/worker_memory.py --repeats 5 --epochs 2 --policies default epoch --runs 3
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ _, dev, _ = prepare_data(spec, None)
 report = (lambda row: release_memory()) if policy == "epoch" else None
 started = time.monotonic()
 result = run_cv("gamil_c", {**config, "epochs": epochs}, dev, CVProtocol(3, repeats, 0),
-                max_epochs=epochs, report=report, park=policy == "park")
+                max_epochs=epochs, report=report)
 print(json.dumps({
     "seconds": round(time.monotonic() - started, 1),
     "peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
@@ -67,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--policies", nargs="+", default=["default", "park"])
+    parser.add_argument("--policies", nargs="+", default=["default", "epoch", "threshold"])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {p: [] for p in args.policies}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,6 @@ import torch
 from tuner.cv import Fold, cv_folds, hide_labels
 from tuner.data import MIMLDataset
 from tuner.learners import resolve_learner
-from tuner.learners.parking import Parking
 from tuner.metrics import ALL_METRICS, INSTANCE_METRICS, compute, compute_instances
 
 FOLD_VALUES = "fold_values"  # a row's key: the objective on each fold (the racing rule reads it)
@@ -128,7 +126,6 @@ def run_cv(
     schedule: RepeatsSchedule | None = None,
     folds: Sequence[Fold] | None = None,
     objective: str | None = None,
-    park: bool | None = None,
 ) -> CVResult:
     """Trains and validates ``model`` with ``config`` on every fold of ``data``, epoch by epoch.
 
@@ -149,9 +146,6 @@ def run_cv(
             stratifier); made here otherwise.
         objective: a metric whose value on each fold every row also carries (under
             ``fold_values``), for the search's racing rule.
-        park: keep only the fold model being trained in memory, the others' tensors in files
-            (:mod:`tuner.learners.parking`); ``None`` parks on the CPU, where a trial's fold
-            models would otherwise be most of its worker's memory. Results are the same.
 
     Returns:
         The summary of the last epoch, the per-fold values of the last epoch and the history.
@@ -193,8 +187,6 @@ def run_cv(
         learners.append(learner)
 
     def train(i: int, epoch: int) -> float:
-        if parking is not None:
-            parking.unpark(i)
         try:
             loss = learners[i].train_epoch()
         except FloatingPointError as exc:
@@ -210,8 +202,6 @@ def run_cv(
 
     def evaluate(i: int) -> dict[str, float]:
         encoded, labels, instance_labels = validation[i]
-        if parking is not None:
-            parking.unpark(i)
         scores = learners[i].predict(encoded)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -220,12 +210,6 @@ def run_cv(
                 values |= _instance_values(learners[i], encoded, instance_labels, instance_metrics)
         return values
 
-    def park(i: int) -> None:
-        if parking is not None:
-            parking.park(i, learners[i])
-
-    parking: Parking | None = None
-    parks = torch.device(device).type == "cpu" if park is None else park
     add_fold(0)
     epochs = trial_epochs(config, max_epochs, learners[0].epochs)
     bag_metrics = [m for m in metrics if m not in INSTANCE_METRICS]
@@ -250,7 +234,6 @@ def run_cv(
                 for name, value in evaluate(len(learners) - 1).items():
                     if name in per_fold:
                         per_fold[name].append(value)
-            park(len(learners) - 1)
 
     def row() -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -266,33 +249,26 @@ def run_cv(
             out[FOLD_VALUES] = list(per_fold.get(objective, []))
         return out
 
-    folder = tempfile.TemporaryDirectory(prefix="miml-tune-folds-") if parks else None
-    parking = Parking(folder.name) if folder is not None else None
-    try:
-        for epoch in range(1, epochs + 1):
-            started = time.perf_counter()
-            repeats = schedule.at(epoch) if schedule is not None else protocol.repeats
-            grow(min(len(folds), repeats * protocol.folds), epoch - 1)
-            losses = []
-            per_fold = {name: [] for name in metrics}
-            for i in range(len(learners)):
-                losses.append(train(i, epoch))
-                fold_epochs += 1
-                values = evaluate(i)
-                park(i)
-                for name in metrics:
-                    per_fold[name].append(values[name])
-            if epoch == epochs and len(learners) < len(folds):
-                if epoch in milestones and report is not None:
-                    # The rung compares this trial on the same folds as the others first.
-                    report(row())
-                grow(len(folds), epoch)  # a completed trial is judged under the full protocol
-            history.append(row())
-            if report is not None:
-                report(dict(history[-1], per_fold=per_fold) if epoch == epochs else history[-1])
-    finally:
-        if folder is not None:
-            folder.cleanup()
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        repeats = schedule.at(epoch) if schedule is not None else protocol.repeats
+        grow(min(len(folds), repeats * protocol.folds), epoch - 1)
+        losses = []
+        per_fold = {name: [] for name in metrics}
+        for i in range(len(learners)):
+            losses.append(train(i, epoch))
+            fold_epochs += 1
+            values = evaluate(i)
+            for name in metrics:
+                per_fold[name].append(values[name])
+        if epoch == epochs and len(learners) < len(folds):
+            if epoch in milestones and report is not None:
+                # The rung compares this trial on the same folds as the others first.
+                report(row())
+            grow(len(folds), epoch)  # a completed trial is judged under the full protocol
+        history.append(row())
+        if report is not None:
+            report(dict(history[-1], per_fold=per_fold) if epoch == epochs else history[-1])
     return CVResult(epochs=epochs, summary=history[-1], per_fold=per_fold, history=history)
 
 
