@@ -3,7 +3,9 @@
 Peak memory is sampled every 0.5 s as the summed resident set size (RSS) of the driver's whole
 process tree and, separately, its largest single process. Summed RSS counts shared pages once per
 process, so it overstates the true footprint somewhat; it is the number that matters for sizing
-a machine conservatively.
+a machine conservatively. Every 5 s the summed proportional set size (PSS: a shared page counted
+once, split among the processes that map it) is read too, the memory the tree really takes, and
+at the peak of summed RSS each process's RSS is kept, to say where the memory is.
 
     python bench/launch_resources.py -- --space birds
     python bench/launch_resources.py -- --space birds --trials 4 --max-epochs 3 --cv-repeats 1
@@ -34,18 +36,30 @@ def main() -> None:
         command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     root = psutil.Process(proc.pid)
-    peak_total = peak_single = 0
+    peak_total = peak_single = peak_pss = 0
+    at_peak: list[tuple[int, str]] = []
+    last_pss = 0.0
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             break
-        rss = []
+        rss, names = [], []
         for p in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
+            with contextlib.suppress(psutil.Error):
                 rss.append(p.memory_info().rss)
-        peak_total = max(peak_total, sum(rss))
+                names.append(" ".join(p.cmdline())[:60])
+        if sum(rss) > peak_total:
+            peak_total = sum(rss)
+            at_peak = sorted(zip(rss, names, strict=True), reverse=True)
         peak_single = max(peak_single, max(rss, default=0))
+        if time.monotonic() - last_pss >= 5:
+            last_pss = time.monotonic()
+            pss = 0
+            for p in tree:
+                with contextlib.suppress(psutil.Error):
+                    pss += p.memory_full_info().pss
+            peak_pss = max(peak_pss, pss)
         time.sleep(0.5)
     out, err = proc.communicate()
     wall = time.monotonic() - started
@@ -60,6 +74,9 @@ def main() -> None:
                 "wall_seconds": round(wall, 1),
                 "peak_rss_process_tree_gib": round(peak_total / 2**30, 2),
                 "peak_rss_largest_process_gib": round(peak_single / 2**30, 2),
+                "peak_pss_process_tree_gib": round(peak_pss / 2**30, 2),
+                "rss_at_peak_mib": [[round(r / 2**20), n] for r, n in at_peak],
+                "load_at_end": round(os.getloadavg()[0], 1),
                 "trials": summary["trials"],
                 "best_average_precision": summary["best"]["metrics"]["average_precision"],
                 "peer_average_precision": summary["peer"]["metrics"]["average_precision"],

@@ -39,6 +39,7 @@ class FinishedSearch:
     uri: str
     name: str
     summary: dict[str, Any]
+    terminal: str = ""  # what its standard error, a pseudo-terminal, showed
 
 
 def short_tmpdir() -> Path:
@@ -58,12 +59,12 @@ def workdir() -> Iterator[Path]:
 def finished_search() -> Iterator[FinishedSearch]:
     """One small real search (real CLI, local Ray, sqlite MLflow, bundled Birds) shared by the
     tests that only read it (report, promote). Tests that must change the search run their own."""
-    from tests.searches import launch_small
+    from tests.searches import launch_small_on_a_terminal
 
     path = short_tmpdir()
     uri = f"sqlite:///{path / 'mlflow.db'}"
     try:
-        summary = launch_small(path, uri)
-        yield FinishedSearch(path, uri, summary["name"], summary)
+        summary, terminal = launch_small_on_a_terminal(path, uri)
+        yield FinishedSearch(path, uri, summary["name"], summary, terminal)
     finally:
         shutil.rmtree(path, ignore_errors=True)

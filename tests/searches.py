@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +98,58 @@ def launch_small(
     workdir: Path, uri: str, *, name: str = "birds-tiny", **params: Any
 ) -> dict[str, Any]:
     """Runs :data:`SMALL_SPACE` (``params`` override its parameters) and returns the summary."""
+    result = cli(workdir, "launch", "--space", str(_small_space(workdir, name, params)),
+                 "--tracking-uri", uri, "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(json.loads(result.stdout))
+
+
+def launch_small_on_a_terminal(workdir: Path, uri: str) -> tuple[dict[str, Any], str]:
+    """:func:`launch_small` with its standard error on a pseudo-terminal, as a person runs it:
+    the summary, and every byte the terminal received (the live table's redraws included)."""
+    import pty
+
+    path = _small_space(workdir, "birds-tiny", {})
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "launch", "--space", str(path), "--tracking-uri", uri,
+         "--json"],
+        cwd=workdir, env=cli_env(workdir), stdout=subprocess.PIPE, stderr=follower, text=True,
+    )  # fmt: skip
+    os.close(follower)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.communicate(timeout=600)[0]))
+    reader.start()
+    chunks: list[bytes] = []
+    try:
+        while True:
+            # Until the launch has exited and its terminal is quiet (a process it started could
+            # hold the terminal open after it).
+            if select.select([leader], [], [], 2.0)[0]:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # every process closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        reader.join(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, terminal[-3000:]
+    return dict(json.loads(out[0])), terminal
+
+
+def _small_space(workdir: Path, name: str, params: dict[str, Any]) -> Path:
     space = {**SMALL_SPACE, "name": name, "params": {**SMALL_SPACE["params"], **params}}
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space))
-    result = cli(workdir, "launch", "--space", str(path), "--tracking-uri", uri, "--json")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return dict(json.loads(result.stdout))
+    return path
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:

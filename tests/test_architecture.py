@@ -255,12 +255,21 @@ def too_long(project: Project) -> dict[str, int]:
 
 
 def cli_or_click_imports(project: Project) -> list[Import]:
-    """Imports of ``tuner.cli`` outside it, and of click outside ``tuner.cli`` / ``tuner.ui``."""
+    """Imports of ``tuner.cli`` outside it (the package and its modules), and of click outside
+    ``tuner.cli`` / ``tuner.ui``."""
+
+    def in_cli(module: str) -> bool:
+        return module == "tuner.cli" or module.startswith("tuner.cli.")
+
     return [
         imp
         for imp in project.imports
-        if (imp.local == "tuner.cli" and imp.source != "tuner.cli")
-        or (imp.name.split(".")[0] == "click" and imp.source not in CLICK_ALLOWED)
+        if (imp.local is not None and in_cli(imp.local) and not in_cli(imp.source))
+        or (
+            imp.name.split(".")[0] == "click"
+            and imp.source not in CLICK_ALLOWED
+            and not in_cli(imp.source)
+        )
     ]
 
 

@@ -428,6 +428,9 @@ def _log_model(
             "n_features": search.full.n_features,
             "label_names": list(search.full.label_names),
             "feature_names": list(search.full.feature_names),
+            # Mean labels per bag of the bags it was trained on (active learning's
+            # cardinality-based query strategies read it).
+            "label_cardinality": round(float(search.dev.labels.sum(axis=1).mean()), 6),
         }
         signature = infer_signature(
             example, serving.scores_frame(ids[:2], expected[:2], meta["label_names"])

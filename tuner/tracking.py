@@ -15,7 +15,7 @@ import math
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,41 @@ def _ensure_experiment(mlflow_client: Any, name: str, uri: str) -> str:
             name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
         )
     )
+
+
+#: The share key of the runs-table view a search saves on its experiment; the UI opens it from
+#: ``#/experiments/<id>/runs?viewStateShareKey=miml-tune``.
+VIEW_KEY = "miml-tune"
+
+
+def save_tuning_view(
+    mlflow_client: Any, experiment_id: str, metric: str, mode: str, params: Sequence[str]
+) -> None:
+    """Saves on the experiment the runs-table view of a search: trials ranked by the objective,
+    with the objective, its fold spread, the protocol reached, fold-epochs and the searched
+    parameters as columns (MLflow's shared view state, the tag ``mlflow.sharedViewState.KEY``,
+    which the UI reads when its address carries ``viewStateShareKey=KEY``)."""
+    columns = [
+        f"metrics.`{metric}`",
+        f"metrics.`{metric}_std`",
+        "metrics.`cv_repeats_done`",
+        "metrics.`fold_epochs`",
+        "tags.`miml_tune.status`",
+        *(f"params.`{name}`" for name in params),
+    ]
+    view = {
+        "orderByKey": f"metrics.`{metric}`",
+        "orderByAsc": mode == "min",
+        "selectedColumns": ["attributes.`Run Name`", *columns],
+    }
+    mlflow_client.set_experiment_tag(
+        experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", json.dumps(view)
+    )
+
+
+def runs_table_url(ui: str, experiment_id: str) -> str:
+    """The address of a search's runs table, in its saved view, in the MLflow UI at ``ui``."""
+    return f"{ui}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
 def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:

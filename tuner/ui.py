@@ -119,7 +119,7 @@ def _search_links(uri: str, url: str) -> list[str]:
             continue  # the newest search of each name
         seen.add(experiment)
         lines.append(
-            f"  {names.get(experiment, experiment)}: {url}/#/experiments/{experiment}/runs "
+            f"  {names.get(experiment, experiment)}: {tracking.runs_table_url(url, experiment)} "
             f"(its search run: {url}/#/experiments/{experiment}/runs/{run.info.run_id})"
         )
     return (["searches:", *lines]) if lines else []

@@ -89,3 +89,30 @@ def test_off_a_terminal_each_event_is_one_plain_line() -> None:
         "trial 00004 pruned at epoch 5/30, partial (1 repeats) protocol: average_precision 0.5100",
     ]
     assert "\033" not in stream.getvalue()
+
+
+def test_a_real_launch_on_a_terminal_shows_the_live_table(finished_search) -> None:  # type: ignore[no-untyped-def]
+    """The shared small search ran with its standard error on a pseudo-terminal: what a person
+    saw there (issue 13)."""
+    import pytest
+
+    out = finished_search.terminal
+    # What is starting, at once, before anything else.
+    assert out.startswith("\r\x1b[Kmiml-tune launch: reading space"), out[:300]
+    # The table is redrawn in place: back up over its lines, clear, draw again.
+    assert re.search(r"\x1b\[\d+F\r\x1b\[J", out), out[-2000:]
+    screens = [part.split("\n") for part in re.split(r"(?:\x1b\[\d+F)?\r\x1b\[J", out)]
+    tables = [s for s in screens if s[0].startswith("trials ")]
+    if not tables:
+        pytest.fail(f"no live table was drawn: {out[-2000:]}")
+    status = re.compile(
+        r"trials \d/4 ended: \d running, \d done, \d pruned, \d failed \| best average_precision "
+        r"(-|0\.\d{4} \(trial \d{5}\)) \| \d+ fold-epochs \| \d\d:\d\d"
+    )
+    assert all(status.match(t[0]) for t in tables), [t[0] for t in tables]
+    # A running trial's row: its id, epoch of its target, repeats reached of 1, current value.
+    row = re.compile(r"  \d{5}  epoch \d/6 +repeats 1/1  average_precision 0\.\d{4}$")
+    assert any(row.match(line) for t in tables for line in t[1:]), tables[-3:]
+    # Events above the table, and the last drawing counts every trial as ended.
+    assert re.search(r"^trial \d{5} (done|pruned) at epoch \d/6", out, re.M), out[-2000:]
+    assert tables[-1][0].startswith("trials 4/4 ended: 0 running"), tables[-1]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,8 +114,64 @@ def test_ui_serves_the_search_and_stops_on_ctrl_c(
     assert rest[-1:] == ["MLflow UI stopped"], rest
     # Direct links to each search's runs table and search run, printed after the address.
     table = f"{url}/#/experiments/{experiment_id}/runs"
-    link = f"  {search.name}: {table} (its search run: {table}/{parent['info']['run_id']})"
+    view = f"{table}?viewStateShareKey=miml-tune"
+    link = f"  {search.name}: {view} (its search run: {table}/{parent['info']['run_id']})"
     assert rest[0] == "searches:" and link.strip() in rest, rest
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# As the machine's notes start it: headless, no sandbox (root), and no background connections
+# (the network is closed; without these flags Chromium tries many at once).
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def browse(url: str, profile: Path, *, screenshot: Path | None = None) -> str:
+    """The page at ``url`` as headless Chromium renders it (its DOM after 20 s of page time),
+    and a screenshot of it where asked."""
+    assert CHROMIUM is not None
+    common = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1600,1000"]
+    common.append("--virtual-time-budget=20000")
+    if screenshot is not None:
+        subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True,
+                       timeout=180, check=True)  # fmt: skip
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=180, check=True)  # fmt: skip
+    return dom.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (Debian's chromium) to load the UI in")
+def test_the_ui_opens_on_the_trials_ranked_with_the_objective_column(
+    finished_search: FinishedSearch, workdir: Path
+) -> None:
+    """In a real browser, the address `miml-tune ui` prints shows the runs table in the view the
+    search saved: trial runs named trial-<id>, the objective and the searched parameters as
+    columns (issue 13)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuner.cli", "ui", "--port", str(port),
+         "--tracking-uri", finished_search.uri],
+        cwd=workdir, env=cli_env(workdir), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        printed = [proc.stdout.readline() for _ in range(3)]
+        link = next(line for line in printed if "viewStateShareKey" in line).split()[1]
+        shot = Path(os.environ.get("MIML_TUNE_SCREENSHOTS", workdir)) / "mlflow-runs-table.png"
+        dom = browse(link, workdir / "chromium", screenshot=shot)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert shot.stat().st_size > 10_000
+    trials = set(re.findall(r"trial-[0-9a-f]{8}", dom))
+    assert len(trials) == finished_search.summary["trials"]["total"], sorted(trials)
+    columns = set(re.findall(r'col-id="([^"]+)"', dom))
+    assert "metrics.`average_precision`" in columns, sorted(columns)
+    assert "params.`lr`" in columns, sorted(columns)
 
 
 @pytest.fixture

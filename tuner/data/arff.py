@@ -185,9 +185,14 @@ def _instance_values(instance: str) -> list[str]:
 
 
 def _check_rows(
-    path: Path, attributes: list[_Attribute], layout: _Layout, lines: list[tuple[int, str]]
+    path: Path,
+    attributes: list[_Attribute],
+    layout: _Layout,
+    lines: list[tuple[int, str]],
+    unlabelled: bool = False,
 ) -> list[_Row]:
-    """Splits and checks every data row: field count, bag id, instance sizes, label values."""
+    """Splits and checks every data row: field count, bag id, instance sizes, label values
+    (``?`` allowed for a label when ``unlabelled``)."""
     where = str(path)
     n_fields = len(attributes)
     n_features = len(layout.features)
@@ -235,7 +240,7 @@ def _check_rows(
                 )
         for i, name in labels:
             value = values[i]
-            if value not in ("0", "1"):
+            if value not in ("0", "1") and not (unlabelled and value == "?"):
                 got = "is missing ('?')" if value == "?" else f"has value {_short(value)}"
                 raise MimlTuneError(f"{what}: label {name!r} {got}; label values must be 0 or 1")
         rows.append(_Row(number, text, values, spans[layout.id_index]))
@@ -330,7 +335,9 @@ def _bag_arrays(
     return tuple(bags)
 
 
-def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> MIMLDataset:
+def read_miml_arff(
+    path: str | os.PathLike[str], *, name: str | None = None, unlabelled: bool = False
+) -> MIMLDataset:
     """Reads a MIML ARFF file: a bag-id attribute, one relational attribute, then labels.
 
     The labels are the attributes named by a Mulan label XML beside the file (``<stem>.xml``)
@@ -341,6 +348,8 @@ def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> 
     Args:
         path: the ``.arff`` file.
         name: the dataset's name; defaults to the file's stem.
+        unlabelled: a pool of bags to label (``miml-tune active query``): a label may be ``?``
+            (read as 0; the caller ignores the labels).
 
     Returns:
         The dataset, with float32 bags and uint8 labels; ``source`` is the absolute path.
@@ -361,7 +370,7 @@ def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> 
     text = _read_text(path)
     attributes, header, lines = _parse_header(path, text)
     layout = _layout(path, attributes)
-    rows = _check_rows(path, attributes, layout, lines)
+    rows = _check_rows(path, attributes, layout, lines, unlabelled)
     bag_ids = [_ESCAPE.sub(r"\1", row.fields[layout.id_index]) for row in rows]
     try:
         data = _scipy_parse(path, header, attributes[layout.id_index], rows)
@@ -386,7 +395,8 @@ def read_miml_arff(path: str | os.PathLike[str], *, name: str | None = None) -> 
     )
     label_names = tuple(attributes[i].name for i in layout.label_indices)
 
-    warn_constant_labels(where, labels, label_names)
+    if not unlabelled:
+        warn_constant_labels(where, labels, label_names)
     return MIMLDataset(
         name=path.stem if name is None else name,
         bags=bags,

@@ -408,6 +408,23 @@ def _label_names(where: str, key: str, value: Any, n_labels: int) -> tuple[str, 
     return tuple(names)
 
 
+def read_mat_bags(
+    path: str | os.PathLike[str], *, bag_key: str | None = None
+) -> tuple[tuple[str, ...], tuple[np.ndarray, ...]]:
+    """The bags of a MATLAB ``.mat`` file and their ids (``"1"``...), without labels: a pool of
+    bags to label (``miml-tune active query``). A label matrix in the file is ignored.
+
+    Raises:
+        MimlTuneError: as :func:`read_miml_mat` for the bags.
+    """
+    path = Path(path)
+    where = str(path)
+    data = {k: v for k, v in _load(path).items() if not k.startswith("__")}
+    bkey = _require(where, data, bag_key, BAG_KEYS, "bag cell array", "--bag-key", _is_cell)
+    bags = _read_bags(where, bkey, data[bkey], "--bag-key NAME")
+    return tuple(str(i) for i in range(1, len(bags) + 1)), tuple(bags)
+
+
 def read_miml_mat(
     path: str | os.PathLike[str],
     *,

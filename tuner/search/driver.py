@@ -154,6 +154,9 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
         },
     )
     parent_id = str(parent.info.run_id)
+    tracking.save_tuning_view(
+        mlflow, experiment_id, spec.metric, spec.mode, list(spec.searched()[0])
+    )
     state = {
         "name": name,
         "parent_run_id": parent_id,

@@ -544,5 +544,4 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-if __name__ == "__main__":
-    main()
+from tuner.cli import active as _active  # noqa: E402, F401  (registers `miml-tune active`)
