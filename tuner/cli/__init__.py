@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,8 @@ from typing import Any
 
 import click
 
+from tuner.cli.active import active
+from tuner.cli.options import _JSON, _TRACKING, _json_safe
 from tuner.errors import MimlTuneError
 from tuner.terminal import status_line
 
@@ -157,17 +158,6 @@ def _duration(text: str | None) -> float | None:
     return None if text is None else parse_duration(text)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities as null: strict JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _emit(summary: dict[str, Any], as_json: bool, all_metrics: bool = False) -> None:
     from tuner.output import format_summary
 
@@ -189,12 +179,6 @@ def best(name: str, tracking_uri: str | None, as_json: bool, all_metrics: bool) 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri, existing=True)
     _emit(tracking.read_summary(name, uri), as_json, all_metrics)
-
-
-_TRACKING = click.option(
-    "--tracking-uri", help="MLflow store [MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."
-)
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 
 
 @cli.command()
@@ -544,4 +528,4 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-from tuner.cli import active as _active  # noqa: E402, F401  (registers `miml-tune active`)
+cli.add_command(active)

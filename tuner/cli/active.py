@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from tuner.active.strategies import STRATEGIES
-from tuner.cli import _JSON, _TRACKING, _json_safe, cli
+from tuner.cli.options import _JSON, _TRACKING, _json_safe
 
 
-@cli.group()
+@click.group()
 def active() -> None:
     """Active learning: rank unlabelled bags for an expert, or simulate strategies."""
 
