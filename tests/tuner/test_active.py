@@ -182,3 +182,31 @@ def test_active_query_ranks_a_pool_for_a_promoted_model(
         out.unlink(missing_ok=True)
         assert_one_line_error(cli(work, *common, *args, "--out", str(out)), message)
         assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_newest_simulation_of_the_search_space(
+    finished_search: FinishedSearch, workdir: Path
+) -> None:
+    """A simulation of the search's space, in a copy of its store, appears in its report."""
+    import shutil
+
+    shutil.copy(finished_search.workdir / "mlflow.db", workdir / "mlflow.db")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    space = finished_search.workdir / f"{finished_search.name}.yaml"
+    result = cli(
+        workdir, "active", "simulate", "--space", str(space), "--model", "bag_mean_linear",
+        "--strategies", "random,margin", "--seeds", "2", "--rounds", "2", "--batch", "5",
+        "--tracking-uri", uri,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "margin: area 0." in result.stdout and "random (Wilcoxon over 2 seeds" in result.stdout
+    out = workdir / "report"
+    report = cli(workdir, "report", "--name", finished_search.name, "--tracking-uri", uri,
+                 "--out", str(out))  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (out / "index.html").read_text()
+    assert "<h2>Active learning</h2>" in page and "active_learning.png" in page
+    assert (out / "active_learning.png").stat().st_size > 10_000
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["active_learning"]["strategies_summary"]) == {"random", "margin"}

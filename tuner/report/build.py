@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from tuner import tracking
 from tuner.errors import MimlTuneError, first_line
+from tuner.report.active import FIGURE as ACTIVE_FIGURE
+from tuner.report.active import latest_simulation, section_html
 from tuner.report.figures import (
     DPI,
     FIGURES,
@@ -138,9 +140,19 @@ def write_files(record: SearchRecord, folder: Path, *, top: int) -> list[str]:
         ],
         "figures": list(FIGURES.values()),
     }
+    names = list(FIGURES.values())
+    simulation = latest_simulation(record.uri, str(record.summary.get("space", "")), folder)
+    extra = ""
+    if simulation is not None:
+        data["active_learning"] = simulation
+        names.append(ACTIVE_FIGURE)
+        extra = section_html(simulation)
+    data["figures"] = names
     (folder / DATA_FILE).write_text(json.dumps(_json_safe(data), indent=2))
-    (folder / "index.html").write_text(render_html(record, ranked, importances, top=top))
-    return list(FIGURES.values())
+    (folder / "index.html").write_text(
+        render_html(record, ranked, importances, top=top, extra=extra)
+    )
+    return names
 
 
 def _trial_row(trial: TrialRecord, rank: int) -> dict[str, Any]:

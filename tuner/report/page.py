@@ -74,8 +74,10 @@ def render_html(
     importances: Importances,
     *,
     top: int,
+    extra: str = "",
 ) -> str:
-    """The self-contained report page: inline CSS, figures by relative file name."""
+    """The self-contained report page: inline CSS, figures by relative file name; ``extra`` is
+    HTML of further sections (active learning), placed before the settings."""
     s = record.summary
     metric = record.metric
     esc = html.escape
@@ -161,7 +163,7 @@ def render_html(
 {compare}
 <h2>Figures</h2>
 {figures}
-<h2>Search settings</h2>
+{extra}<h2>Search settings</h2>
 {settings_table}
 <p class="muted">Generated {esc(datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))} by miml-tune
 {esc(str(s.get("version", "")))} from parent run {esc(record.parent_run_id)}.</p>
