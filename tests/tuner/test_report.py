@@ -208,6 +208,19 @@ def test_scaled_maps_each_domain_kind_onto_0_1() -> None:
     assert scaled("x", CategoricalDistribution(("x",))) == 0.5
 
 
+def test_every_axis_runs_small_to_large_and_the_metric_better_at_the_top() -> None:
+    """Numeric choices listed in descending order (as the paper's lr grid is) still go up the
+    axis like a numeric range; other choices keep their order (issue 13)."""
+    from tuner.report.figures import _axis_labels, axis_choices
+
+    lr = CategoricalDistribution((1e-2, 5e-3, 1e-3))
+    assert axis_choices(lr) == [1e-3, 5e-3, 1e-2]
+    assert scaled(1e-3, lr) == 0.0 and scaled(1e-2, lr) == 1.0
+    assert axis_choices(CategoricalDistribution(("mean", "attention"))) == ["mean", "attention"]
+    assert _axis_labels(None, 0.1, 0.3, "max") == [(0.0, "0.1"), (1.0, "0.3")]
+    assert _axis_labels(None, 0.1, 0.3, "min") == [(1.0, "0.1"), (0.0, "0.3")]
+
+
 def test_in_domain_by_kind() -> None:
     assert in_domain(5, DOMAINS["k"]) and not in_domain(9, DOMAINS["k"])
     assert not in_domain(True, CategoricalDistribution((1, 2)))

@@ -88,11 +88,21 @@ def learning_curves(ranked: Sequence[TrialRecord], top: int) -> list[Curve]:
     return out
 
 
+def axis_choices(domain: CategoricalDistribution) -> list[Any]:
+    """A categorical domain's choices in the order its axis shows them, bottom to top: numbers
+    ascending (as on a numeric axis, whatever order the space file lists them in), other
+    choices as listed."""
+    choices = list(domain.choices)
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in choices)
+    return sorted(choices) if numeric else choices
+
+
 def scaled(value: Any, domain: BaseDistribution) -> float:
-    """A parameter value on [0, 1] of its domain: a choice by its index, a log range in log."""
+    """A parameter value on [0, 1] of its domain, small at 0: a choice by its place in
+    :func:`axis_choices`, a log range in log."""
     if isinstance(domain, CategoricalDistribution):
         n = len(domain.choices)
-        index = next((i for i, v in enumerate(domain.choices) if v == value), None)
+        index = next((i for i, v in enumerate(axis_choices(domain)) if v == value), None)
         if index is None:
             return math.nan
         return 0.5 if n == 1 else index / (n - 1)
@@ -299,7 +309,8 @@ def parallel_figure(record: SearchRecord, ranked: Sequence[TrialRecord], top: in
     columns = [*params, metric]
     for rank, (trial, value) in enumerate(zip(rows, values, strict=True)):
         ys = [scaled(trial.params.get(p), record.domains[p]) for p in params]
-        ys.append(0.5 if high == low else (value - low) / (high - low))
+        share = 0.5 if high == low else (value - low) / (high - low)
+        ys.append(share if record.mode == "max" else 1 - share)  # the better end at the top
         ax.plot(
             range(len(columns)),
             ys,
@@ -313,7 +324,7 @@ def parallel_figure(record: SearchRecord, ranked: Sequence[TrialRecord], top: in
         )
     for i, name in enumerate(columns):
         ax.axvline(i, color="#555", linewidth=0.8)
-        for y, text in _axis_labels(record.domains.get(name), low, high):
+        for y, text in _axis_labels(record.domains.get(name), low, high, record.mode):
             ax.text(
                 i + 0.05,
                 y,
@@ -345,12 +356,15 @@ def _kind(domain: BaseDistribution | None) -> str:
 
 
 def _axis_labels(
-    domain: BaseDistribution | None, low: float, high: float
+    domain: BaseDistribution | None, low: float, high: float, mode: str = "max"
 ) -> list[tuple[float, str]]:
-    if domain is None:  # the metric axis
-        return [(0.0, f"{low:.4g}"), (1.0, f"{high:.4g}")] if high > low else [(0.5, f"{low:.4g}")]
+    if domain is None:  # the metric axis, its better end at the top (see parallel_figure)
+        if not high > low:
+            return [(0.5, f"{low:.4g}")]
+        ends = [(0.0, f"{low:.4g}"), (1.0, f"{high:.4g}")]
+        return ends if mode == "max" else [(1.0, f"{low:.4g}"), (0.0, f"{high:.4g}")]
     if isinstance(domain, CategoricalDistribution):
-        choices = domain.choices
+        choices = axis_choices(domain)
         n = len(choices)
         if n > 8:  # too many to label each: the ends only
             return [(0.0, str(choices[0])), (1.0, str(choices[-1]))]
