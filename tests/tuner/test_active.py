@@ -210,3 +210,19 @@ def test_the_report_shows_the_newest_simulation_of_the_search_space(
     assert (out / "active_learning.png").stat().st_size > 10_000
     data = json.loads((out / "report.json").read_text())
     assert set(data["active_learning"]["strategies_summary"]) == {"random", "margin"}
+
+
+def test_a_gamil_c_curve_runs_on_birds() -> None:
+    """GAMIL-C (a torch model on bag graphs) in the loop as the peers are: one query round."""
+    from tuner.active.simulate import initial_labelled, run_curve
+    from tuner.search import prepare_data
+    from tuner.spec import load_space
+
+    _, dev, holdout = prepare_data(load_space("birds"), None)
+    assert holdout is not None
+    first = initial_labelled(dev.labels, 0.2, seed=0)
+    config = {"hidden": 64, "heads": 2, "layers": 2, "epochs": 3, "batch_size": 32}
+    curve = run_curve("margin", 0, "gamil_c", config, dev, holdout, first, batch=5, rounds=1)
+    assert curve.labelled == [len(first), len(first) + 5]
+    assert len(curve.queried) == 5 and not set(curve.queried) & {dev.bag_ids[i] for i in first}
+    assert all(0 < v < 1 for v in curve.metrics["average_precision"])
