@@ -3,10 +3,8 @@ Birds data with a real MLflow store, and `active query` on a promoted model."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -144,44 +142,6 @@ def _pool_arff(path: Path, bags: list[np.ndarray], label_names: list[str], label
         lines.append(f'pool{i},"{inst}",' + ",".join([labels] * len(label_names)))
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.mark.slow
-def test_active_query_ranks_a_pool_for_a_promoted_model(
-    finished_search: FinishedSearch, champion: dict[str, Any]
-) -> None:
-    from tuner.data import load_dataset
-
-    birds = load_dataset("birds")
-    bags = list(birds.bags[:30])
-    work = finished_search.workdir
-    pool = _pool_arff(work / "pool.arff", bags, list(birds.label_names), "?")
-    labelled = _pool_arff(work / "pool-labelled.arff", bags, list(birds.label_names), "1")
-    model = "models:/champ-a@champion"
-    common = ["active", "query", "--model", model, "--tracking-uri", finished_search.uri]
-    out = work / "next.csv"
-    first = cli(work, *common, "--pool", str(pool), "--batch", "5", "--strategy", "kcenter",
-                "--seed", "1", "--out", str(out), "--json")  # fmt: skip
-    assert first.returncode == 0, first.stderr[-3000:]
-    chosen = [r["bag_id"] for r in json.loads(first.stdout)["rows"]]
-    assert len(chosen) == len(set(chosen)) == 5 and set(chosen) <= {f"pool{i}" for i in range(30)}
-    with out.open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert [r["bag_id"] for r in rows] == chosen and f"score.{birds.label_names[0]}" in rows[0]
-    # Deterministic for a seed; a pool whose labels are given ranks the same (labels ignored).
-    again = cli(work, *common, "--pool", str(labelled), "--batch", "5", "--strategy", "kcenter",
-                "--seed", "1", "--json")  # fmt: skip
-    assert [r["bag_id"] for r in json.loads(again.stdout)["rows"]] == chosen
-    # Bad input: one line, exit 2, nothing written.
-    narrow = _pool_arff(work / "narrow.arff", [b[:, :5] for b in bags], ["a"], "?")
-    for args, message in (
-        (["--pool", str(narrow), "--batch", "2"], "has 5 features per instance"),
-        (["--pool", str(pool), "--batch", "31"], "larger than the pool (30"),
-        (["--pool", str(pool), "--batch", "2", "--strategy", "best"], "unknown query strategy"),
-    ):
-        out.unlink(missing_ok=True)
-        assert_one_line_error(cli(work, *common, *args, "--out", str(out)), message)
-        assert not out.exists()
 
 
 @pytest.mark.slow

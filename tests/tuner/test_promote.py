@@ -24,6 +24,7 @@ from tests.searches import (
     run_main,
 )
 from tests.tuner.data.test_arff import write_miml_arff
+from tests.tuner.test_active import _pool_arff
 from tests.tuner.test_model_trust import NO_PICKLE
 
 pytestmark = pytest.mark.slow
@@ -398,3 +399,40 @@ def test_two_promotions_at_once_end_where_their_messages_say(
     holder = _client(finished_search.uri).get_model_version_by_alias("champ-race", "champion")
     assert str(holder.version) == str(final["version"])
     assert second["champion_version"] == final["version"]
+
+
+def test_active_query_ranks_a_pool_for_a_promoted_model(
+    finished_search: FinishedSearch, champion: dict[str, Any]
+) -> None:
+    from tuner.data import load_dataset
+
+    birds = load_dataset("birds")
+    bags = list(birds.bags[:30])
+    work = finished_search.workdir
+    pool = _pool_arff(work / "pool.arff", bags, list(birds.label_names), "?")
+    labelled = _pool_arff(work / "pool-labelled.arff", bags, list(birds.label_names), "1")
+    model = "models:/champ-a@champion"
+    common = ["active", "query", "--model", model, "--tracking-uri", finished_search.uri]
+    out = work / "next.csv"
+    first = cli(work, *common, "--pool", str(pool), "--batch", "5", "--strategy", "kcenter",
+                "--seed", "1", "--out", str(out), "--json")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    chosen = [r["bag_id"] for r in json.loads(first.stdout)["rows"]]
+    assert len(chosen) == len(set(chosen)) == 5 and set(chosen) <= {f"pool{i}" for i in range(30)}
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["bag_id"] for r in rows] == chosen and f"score.{birds.label_names[0]}" in rows[0]
+    # Deterministic for a seed; a pool whose labels are given ranks the same (labels ignored).
+    again = cli(work, *common, "--pool", str(labelled), "--batch", "5", "--strategy", "kcenter",
+                "--seed", "1", "--json")  # fmt: skip
+    assert [r["bag_id"] for r in json.loads(again.stdout)["rows"]] == chosen
+    # Bad input: one line, exit 2, nothing written.
+    narrow = _pool_arff(work / "narrow.arff", [b[:, :5] for b in bags], ["a"], "?")
+    for args, message in (
+        (["--pool", str(narrow), "--batch", "2"], "has 5 features per instance"),
+        (["--pool", str(pool), "--batch", "31"], "larger than the pool (30"),
+        (["--pool", str(pool), "--batch", "2", "--strategy", "best"], "unknown query strategy"),
+    ):
+        out.unlink(missing_ok=True)
+        assert_one_line_error(cli(work, *common, *args, "--out", str(out)), message)
+        assert not out.exists()
