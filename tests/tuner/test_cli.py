@@ -231,11 +231,13 @@ def test_relative_sqlite_uri_is_pinned_to_the_working_folder(in_tmp: Path) -> No
     assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
+@pytest.mark.parametrize("quiet", [False, True])
 def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one_line(
-    in_tmp: Path,
+    in_tmp: Path, quiet: bool
 ) -> None:
     """Under a pseudo-terminal: the first bytes name what is starting, written in place; a bad
-    --data then replaces that line with the one error line (issue 13)."""
+    --data then replaces that line with the one error line (issue 13). With --quiet only the
+    error line is written."""
     import os
     import pty
     import subprocess
@@ -245,7 +247,8 @@ def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tuner.cli", "launch", "--space", "birds", "--data", "nope.arff"],
+        [sys.executable, "-m", "tuner.cli", "launch", "--space", "birds", "--data", "nope.arff",
+         *(["--quiet"] if quiet else [])],
         cwd=in_tmp, env=cli_env(in_tmp), stdin=follower, stdout=follower, stderr=follower,
     )  # fmt: skip
     os.close(follower)
@@ -264,6 +267,10 @@ def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one
         os.close(leader)
     out = b"".join(chunks).decode()
     assert proc.returncode == 2, out
+    if quiet:
+        shown = out.replace("\r\x1b[K", "").strip().splitlines()  # nothing but the error
+        assert len(shown) == 1 and shown[0].startswith("error: ") and "nope.arff" in shown[0], out
+        return
     assert out.startswith("\r\x1b[Kmiml-tune launch: reading space birds"), out[:200]
     visible = out.split("\r\x1b[K")[-1].strip().splitlines()
     assert len(visible) == 1 and visible[0].startswith("error: ") and "nope.arff" in visible[0]

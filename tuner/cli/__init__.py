@@ -40,6 +40,11 @@ _ALL_METRICS = click.option(
 )
 
 
+_QUIET = click.option(
+    "--quiet", is_flag=True, help="No progress on standard error: only the result and errors."
+)
+
+
 @cli.command()
 @click.option("--space", required=True, help="Space name (see `miml-tune spaces`) or YAML path.")
 @click.option("--name", help="Search name: MLflow experiment and storage folder [space name].")
@@ -117,8 +122,9 @@ _ALL_METRICS = click.option(
 )
 @click.option("--overwrite", is_flag=True, help="Start over an unfinished search of this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@_QUIET
 @_ALL_METRICS
-def launch(space: str, as_json: bool, all_metrics: bool, **options: Any) -> None:
+def launch(space: str, as_json: bool, all_metrics: bool, quiet: bool, **options: Any) -> None:
     """Run a hyper-parameter search and print the best configuration.
 
     Every search setting left out here takes the space file's value (`miml-tune spaces show
@@ -129,10 +135,11 @@ def launch(space: str, as_json: bool, all_metrics: bool, **options: Any) -> None
     from tuner.search import launch as run_search
     from tuner.spec import load_space
 
-    status_line(
-        f"miml-tune launch: reading space {space}, then the data, the MLflow store and Ray "
-        "(the first trial starts in about a minute)..."
-    )
+    if not quiet:
+        status_line(
+            f"miml-tune launch: reading space {space}, then the data, the MLflow store and Ray "
+            "(the first trial starts in about a minute)..."
+        )
     check_counts(options)
     spec = load_space(space, model=options.pop("model")).with_overrides(
         known_labels=options.pop("known_labels"),
@@ -148,8 +155,13 @@ def launch(space: str, as_json: bool, all_metrics: bool, **options: Any) -> None
         racing=options.pop("racing"),
         time_budget=_duration(options.pop("time_budget")),
     )
-    summary = run_search(spec, LaunchOptions(**options))
+    summary = run_search(spec, LaunchOptions(**options, progress=_progress(quiet)))
     _emit(summary, as_json, all_metrics)
+
+
+def _progress(quiet: bool) -> Any:
+    """Where a search writes its progress: standard error, or nowhere with ``--quiet``."""
+    return open(os.devnull, "w") if quiet else None
 
 
 def _duration(text: str | None) -> float | None:
@@ -311,12 +323,14 @@ def ui(port: int, tracking_uri: str | None) -> None:
 )
 @_JSON
 @_ALL_METRICS
+@_QUIET
 def resume(as_json: bool, all_metrics: bool, **options: Any) -> None:
     """Continue an interrupted search: finished trials stay, the sampler keeps its history."""
     from tuner.search import resume as run_resume
 
     options["time_budget"] = _duration(options.pop("time_budget"))
-    _emit(run_resume(options.pop("name"), **options), as_json, all_metrics)
+    progress = _progress(options.pop("quiet"))
+    _emit(run_resume(options.pop("name"), **options, progress=progress), as_json, all_metrics)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
