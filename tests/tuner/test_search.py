@@ -40,7 +40,7 @@ def test_launch_logs_a_search_and_beats_the_peer(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert "trials 4/4 ended" in result.stderr  # the live progress line, last shown at the end
-    assert re.search(r"^trial \d+ (done|pruned) at epoch \d+/\d+", result.stderr, re.M)  # events
+    assert re.search(r"^trial \w+ (done|pruned) at epoch \d+/\d+", result.stderr, re.M)  # events
 
     assert summary["trials"]["total"] == 4
     assert summary["trials"]["completed"] >= 1

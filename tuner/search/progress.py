@@ -160,7 +160,8 @@ class ProgressLine(Callback):
         where = f"epoch {last.get('epoch', 0)}/{last.get('target_epochs', '?')}"
         self._event(
             f"trial {_short(trial.trial_id)} {self.status[trial.trial_id]} at {where}, "
-            f"{protocol_reached(last)} protocol: {self.metric} {shown}{best}"
+            f"{protocol_reached(last)} protocol: {self.metric} {shown}{best}",
+            ended=True,
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -169,7 +170,7 @@ class ProgressLine(Callback):
         self.status[trial.trial_id] = "failed"
         # One line per failed trial; its whole trace is in its MLflow run and its Tune folder.
         reason = trial_error_message(trial)[:300]
-        self._event(f"trial {_short(trial.trial_id)} failed: {reason}")
+        self._event(f"trial {_short(trial.trial_id)} failed: {reason}", ended=True)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._show()
@@ -232,14 +233,17 @@ class ProgressLine(Callback):
         """Fold models x epochs trained so far by this driver's trials."""
         return sum(int(r.get("fold_epochs", 0) or 0) for r in self.last.values())
 
-    def _event(self, text: str) -> None:
-        """One line about one trial: above the table on a terminal, a plain line in a log."""
+    def _event(self, text: str, ended: bool = False) -> None:
+        """One line about one trial: above the table on a terminal; in a log a plain line, and
+        the status line after it when a trial ``ended`` (the counts changed)."""
         if self._tty:
             self.stream.write(self._erase() + text + "\n")
             self._drawn = 0
             self._show(force=True)
         else:
             self.stream.write(text + "\n")
+            if ended:
+                self._show(force=True)
             self.stream.flush()
 
     def _erase(self) -> str:
