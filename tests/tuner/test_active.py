@@ -160,7 +160,7 @@ def test_the_report_shows_the_newest_simulation_of_the_search_space(
     space = finished_search.workdir / f"{finished_search.name}.yaml"
     result = cli(
         workdir, "active", "simulate", "--space", str(space), "--model", "bag_mean_linear",
-        "--strategies", "random,margin", "--seeds", "2", "--rounds", "2", "--batch", "5",
+        "--strategies", "random,margin", "--seeds", "2", "--rounds", "1", "--batch", "5",
         "--tracking-uri", uri,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -185,7 +185,7 @@ def test_a_gamil_c_curve_runs_on_birds() -> None:
     _, dev, holdout = prepare_data(load_space("birds"), None)
     assert holdout is not None
     first = initial_labelled(dev.labels, 0.2, seed=0)
-    config = {"hidden": 64, "heads": 2, "layers": 2, "epochs": 3, "batch_size": 32}
+    config = {"hidden": 32, "heads": 2, "layers": 2, "epochs": 2, "batch_size": 32}
     curve = run_curve("margin", 0, "gamil_c", config, dev, holdout, first, batch=5, rounds=1)
     assert curve.labelled == [len(first), len(first) + 5]
     assert len(curve.queried) == 5 and not set(curve.queried) & {dev.bag_ids[i] for i in first}
