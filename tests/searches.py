@@ -120,29 +120,33 @@ def launch_small_on_a_terminal(workdir: Path, uri: str) -> tuple[dict[str, Any],
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.communicate(timeout=600)[0]))
     reader.start()
-    chunks: list[bytes] = []
     try:
-        while True:
-            # Until the launch has exited and its terminal is quiet (a process it started could
-            # hold the terminal open after it).
-            if select.select([leader], [], [], 2.0)[0]:
-                try:
-                    chunk = os.read(leader, 65536)
-                except OSError:  # every process closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            elif proc.poll() is not None:
-                break
+        terminal = read_terminal(leader, proc)
         reader.join(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(leader)
-    terminal = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, terminal[-3000:]
     return dict(json.loads(out[0])), terminal
+
+
+def read_terminal(leader: int, proc: subprocess.Popen[Any]) -> str:
+    """Everything a pseudo-terminal received (``leader`` its reading end), until ``proc`` has
+    exited and the terminal is quiet (a process it started could hold the terminal open)."""
+    chunks: list[bytes] = []
+    while True:
+        if select.select([leader], [], [], 2.0)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # every process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _small_space(workdir: Path, name: str, params: dict[str, Any]) -> Path:

@@ -243,7 +243,7 @@ def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one
     import subprocess
     import sys
 
-    from tests.searches import cli_env
+    from tests.searches import cli_env, read_terminal
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -252,20 +252,11 @@ def test_on_a_terminal_launch_says_at_once_what_it_starts_and_an_error_stays_one
         cwd=in_tmp, env=cli_env(in_tmp), stdin=follower, stdout=follower, stderr=follower,
     )  # fmt: skip
     os.close(follower)
-    chunks: list[bytes] = []
     try:
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        out = read_terminal(leader, proc)
     finally:
         proc.wait(timeout=120)
         os.close(leader)
-    out = b"".join(chunks).decode()
     assert proc.returncode == 2, out
     if quiet:
         shown = out.replace("\r\x1b[K", "").strip().splitlines()  # nothing but the error
