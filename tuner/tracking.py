@@ -254,6 +254,13 @@ def runs_table_url(ui: str, experiment_id: str) -> str:
     return f"{ui}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
+def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, Any]) -> None:
+    """Logs ``params`` on the run in one call (values as text, cut to MLflow's 500 characters)."""
+    from mlflow.entities import Param
+
+    mlflow_client.log_batch(run_id, params=[Param(str(k), str(v)[:500]) for k, v in params.items()])
+
+
 def flatten_params(config: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params: strings, nested keys joined with '.'."""
     out: dict[str, str] = {}

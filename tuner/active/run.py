@@ -107,7 +107,7 @@ def simulate(
     )
     parent_id = parent.info.run_id
     try:
-        client.log_batch(parent_id, params=_params({**settings, **config}))
+        tracking.log_params(client, parent_id, {**settings, **config})
         curves, full_ref = _run_all(
             client, experiment, parent_id, model_name, config, dev, holdout, strategies,
             start, batch, rounds, seeds, progress,
@@ -201,12 +201,6 @@ def _run_all(
             client.set_terminated(run_id, "FINISHED")
             curves.append(curve)
     return curves, full_ref
-
-
-def _params(values: dict[str, Any]) -> list[Any]:
-    from mlflow.entities import Param
-
-    return [Param(str(k), str(v)[:500]) for k, v in values.items()]
 
 
 def plot_curves(summary: dict[str, Any], path: Path, title: str) -> None:
