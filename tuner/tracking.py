@@ -254,6 +254,18 @@ def runs_table_url(ui: str, experiment_id: str) -> str:
     return f"{ui}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
+def where_to_watch(uri: str, experiment_id: str, name: str) -> str:
+    """The line a search prints as it starts: its MLflow experiment, and the address of its
+    runs table (on a tracking server, directly; for a local store, through ``miml-tune ui``)."""
+    if uri.startswith(("http://", "https://")):
+        return f"MLflow: experiment {name!r} at {runs_table_url(uri.rstrip('/'), experiment_id)}"
+    default = runs_table_url("http://127.0.0.1:5000", experiment_id)
+    store = "" if uri == resolve_tracking_uri(None) else f" --tracking-uri {uri}"
+    return (
+        f"MLflow: experiment {name!r} in {uri}; watch it with `miml-tune ui{store}`, then {default}"
+    )
+
+
 def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, Any]) -> None:
     """Logs ``params`` on the run in one call (values as text, cut to MLflow's 500 characters)."""
     from mlflow.entities import Param

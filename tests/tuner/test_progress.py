@@ -119,3 +119,19 @@ def test_a_real_launch_on_a_terminal_shows_the_live_table(finished_search) -> No
     # Events above the table, and the last drawing counts every trial as ended.
     assert re.search(r"\x1b\[Jtrial \w+ (done|pruned) at epoch \d/6", out), out[-2000:]
     assert tables[-1][0].startswith("trials 4/4 ended: 0 running"), tables[-1]
+
+
+def test_a_search_says_where_to_watch_it_in_mlflow(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tuner.tracking import where_to_watch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    server = where_to_watch("http://127.0.0.1:5001/", "7", "birds")
+    assert server == (
+        "MLflow: experiment 'birds' at "
+        "http://127.0.0.1:5001/#/experiments/7/runs?viewStateShareKey=miml-tune"
+    )
+    local = where_to_watch(f"sqlite:///{tmp_path / 'mlflow.db'}", "3", "birds")
+    assert "watch it with `miml-tune ui`, then http://127.0.0.1:5000/#/experiments/3/runs" in local
+    other = where_to_watch("sqlite:////elsewhere/m.db", "3", "birds")
+    assert "`miml-tune ui --tracking-uri sqlite:////elsewhere/m.db`" in other

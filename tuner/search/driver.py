@@ -157,6 +157,8 @@ def launch(spec: SearchSpec, options: LaunchOptions | None = None) -> dict[str, 
     tracking.save_tuning_view(
         mlflow, experiment_id, spec.metric, spec.mode, list(spec.searched()[0])
     )
+    status_line("", options.progress)
+    print(tracking.where_to_watch(uri, experiment_id, name), file=options.progress or sys.stderr)
     state = {
         "name": name,
         "parent_run_id": parent_id,
