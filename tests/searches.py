@@ -114,7 +114,8 @@ def launch_small_on_a_terminal(workdir: Path, uri: str) -> tuple[dict[str, Any],
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuner.cli", "launch", "--space", str(path), "--tracking-uri", uri,
          "--json"],
-        cwd=workdir, env=cli_env(workdir), stdout=subprocess.PIPE, stderr=follower, text=True,
+        cwd=workdir, env=cli_env(workdir, COLUMNS="200"), stdout=subprocess.PIPE,
+        stderr=follower, text=True,
     )  # fmt: skip
     os.close(follower)
     out: list[str] = []

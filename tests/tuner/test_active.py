@@ -55,6 +55,24 @@ def test_kcenter_does_not_fill_a_batch_with_near_duplicates() -> None:
     assert all(i < 10 for i in query("uncertainty", _pool(scores, vectors), 4)[0])
 
 
+def test_kcenter_never_picks_a_bag_twice_when_every_bag_is_the_same() -> None:
+    pool = Pool(np.full((12, 3), 0.5), np.zeros((12, 2)), 1.0)
+    picked, utility = query("kcenter", pool, 5)
+    assert len(set(picked.tolist())) == 5 and np.all(np.isfinite(utility))
+
+
+def test_the_labelled_start_has_exactly_the_asked_size() -> None:
+    """iterstrat treats the size as a target; the start is trimmed or filled to it."""
+    from tuner.active.simulate import initial_labelled
+
+    rng = np.random.default_rng(0)
+    for n, start in ((50, 0.05), (50, 0.1), (207, 0.1), (80, 0.3)):
+        for seed in range(4):
+            labels = (rng.random((n, 6)) < 0.2).astype(int)
+            chosen = initial_labelled(labels, start, seed)
+            assert len(chosen) == len(set(chosen.tolist())) == round(n * start)
+
+
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_every_strategy_gives_distinct_bags_deterministic_for_a_seed(strategy: str) -> None:
     rng = np.random.default_rng(0)
@@ -124,6 +142,7 @@ def test_simulate_refuses_bad_settings_in_one_line(workdir: Path) -> None:
         "--strategies": (["--strategies", "random,entropyy"], "unknown query strategy"),
         "--rounds": (["--rounds", "40", "--batch", "10"], "more than the 207 development bags"),
         "--start": (["--start", "1.5"], "--start must be a fraction in (0, 1)"),
+        "twice": (["--strategies", "random,margin,random"], "names random more than once"),
     }
     for args, message in cases.values():
         result = cli(workdir, "active", "simulate", "--space", "birds", "--model",

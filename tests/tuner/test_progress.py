@@ -56,7 +56,8 @@ def test_the_best_trial_is_named_and_an_eta_follows_the_pace_without_a_budget() 
     assert re.search(r"\(ETA ~1[45]:\d\d\)$", text), text  # 9 trials left at 100 s each
 
 
-def test_on_a_terminal_the_table_is_redrawn_in_place() -> None:
+def test_on_a_terminal_the_table_is_redrawn_in_place(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLUMNS", "200")  # the status on one line
     stream = _Terminal()
     line = _two_running(stream)
     line._show(force=True)
@@ -135,3 +136,19 @@ def test_a_search_says_where_to_watch_it_in_mlflow(tmp_path, monkeypatch) -> Non
     assert "watch it with `miml-tune ui`, then http://127.0.0.1:5000/#/experiments/3/runs" in local
     other = where_to_watch("sqlite:////elsewhere/m.db", "3", "birds")
     assert "`miml-tune ui --tracking-uri sqlite:////elsewhere/m.db`" in other
+
+
+def test_on_a_narrow_terminal_the_status_breaks_between_its_parts() -> None:
+    from tuner.search.progress import fit
+
+    status = (
+        "trials 2/4 ended: 1 running, 2 done, 0 pruned, 0 failed | best average_precision "
+        "0.5996 (trial 38d030ee) | 36 fold-epochs | 00:13 (ETA ~00:13)"
+    )
+    assert fit(status, 200) == [status]
+    assert fit(status, 79) == [
+        "trials 2/4 ended: 1 running, 2 done, 0 pruned, 0 failed",
+        "best average_precision 0.5996 (trial 38d030ee) | 36 fold-epochs",
+        "00:13 (ETA ~00:13)",
+    ]
+    assert all(len(line) <= 30 for line in fit(status, 30))

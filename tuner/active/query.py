@@ -54,6 +54,8 @@ def read_pool(
     else:
         dataset = load_dataset(path)
         ids, bags = list(dataset.bag_ids), list(dataset.bags)
+    if not bags:
+        raise MimlTuneError(f"pool {path} has no bags; give a file with the bags to rank")
     width = {int(b.shape[1]) for b in bags}
     if width != {n_features}:
         raise _features_error(path, min(width - {n_features}), n_features)
@@ -83,6 +85,10 @@ def rank_pool(
     next by ``strategy`` (deterministic for a ``seed``); writes them to ``out`` (CSV: ``rank``,
     ``bag_id``, ``utility``, then ``score.<label>`` for every label) and returns a summary.
 
+    The cardinality strategies read the training data's labels per bag from the model (a
+    model promoted before it recorded that uses the mean count it predicts on the pool, and the
+    summary's ``label_cardinality_from`` says which was used).
+
     Raises:
         MimlTuneError: an unknown strategy, a batch below 1 or larger than the pool, a pool that
             does not fit the model, or a model that cannot be loaded (one line each).
@@ -90,7 +96,9 @@ def rank_pool(
     from tuner import tracking
     from tuner.serving import bags_to_frame, load_model
 
-    resolve_strategy(strategy)  # an unknown strategy fails before anything is loaded
+    resolve_strategy(strategy)  # an unknown strategy or batch fails before anything is loaded
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise MimlTuneError(f"--batch must be a whole number >= 1, got {batch!r}")
     if out is not None and Path(out).suffix.lower() != ".csv":
         raise MimlTuneError(f"--out {out}: the ranking is written as CSV; name a .csv file")
     uri = tracking.resolve_tracking_uri(tracking_uri)
@@ -105,6 +113,7 @@ def rank_pool(
     instances = np.concatenate(bags).astype(np.float64)
     predicted = float((scores >= 0.5).sum(axis=1).mean())
     cardinality = float(meta.get("label_cardinality", predicted))
+    cardinality_from = "the model" if "label_cardinality" in meta else "the pool's predictions"
     vectors = bag_vectors(bags, instances.mean(axis=0), instances.std(axis=0))
     pool = Pool(scores, vectors, cardinality)
     chosen, utilities = query(strategy, pool, batch, seed)
@@ -128,6 +137,7 @@ def rank_pool(
         "batch": len(rows),
         "seed": seed,
         "label_cardinality": cardinality,
+        "label_cardinality_from": cardinality_from,
         "out": str(out) if out else None,
         "rows": rows,
     }

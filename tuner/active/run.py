@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,11 @@ def configuration(
     if summary is not None and summary.get("model") == model and summary.get("best"):
         return dict(summary["best"]["config"]), f"best of search {name!r}"
     if summary is not None and search is not None:
+        if summary.get("model") == model:
+            raise MimlTuneError(
+                f"search {name!r} has no completed trial to take a best configuration from; "
+                "leave --search out to use the model's starting point"
+            )
         raise MimlTuneError(
             f"search {name!r} tuned {summary.get('model')!r}, not {model!r}; pass --search with "
             f"a search of {model!r} or leave it out to use the model's starting point"
@@ -90,6 +96,7 @@ def simulate(
             "on the holdout: set holdout in the space"
         )
     check_settings(strategies, start, batch, rounds, seeds, len(dev.bags))
+    target = _check_out(out)
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_tracking_uri(uri)
     config, source = configuration(spec, model_name, search, uri)
@@ -131,11 +138,9 @@ def simulate(
             (Path(tmp) / "active.json").write_text(json.dumps(result, indent=2, default=str))
             client.log_artifact(parent_id, str(figure))
             client.log_artifact(parent_id, str(Path(tmp) / "active.json"))
-            if out is not None:
-                target = Path(out).expanduser()
-                target.mkdir(parents=True, exist_ok=True)
-                (target / "learning_curves.png").write_bytes(figure.read_bytes())
-                (target / "active.json").write_text(json.dumps(result, indent=2, default=str))
+            if target is not None:
+                _write_whole(target / "learning_curves.png", figure.read_bytes())
+                _write_whole(target / "active.json", (Path(tmp) / "active.json").read_bytes())
                 result["out"] = str(target)
         for strategy, entry in summary.items():
             for metric in CURVE_METRICS:
@@ -145,6 +150,35 @@ def simulate(
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
+
+
+def _check_out(out: str | None) -> Path | None:
+    """The ``--out`` folder, created now (before hours of training), or one line why not."""
+    if out is None:
+        return None
+    target = Path(out).expanduser()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MimlTuneError(
+            f"--out {target}: cannot create this folder ({exc.strerror or exc}); give a folder "
+            "that can be written"
+        ) from None
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise MimlTuneError(f"--out {target}: the folder is not writable; give another")
+    return target
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Writes ``path`` through a temporary file renamed into place: whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MimlTuneError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _run_all(

@@ -48,6 +48,11 @@ def check_settings(
     """One line for a setting that cannot run: unknown strategy, fractions, counts."""
     for name in strategies:
         resolve_strategy(name)
+    repeated = sorted({name for name in strategies if list(strategies).count(name) > 1})
+    if repeated:
+        raise MimlTuneError(
+            f"--strategies names {', '.join(repeated)} more than once; name each strategy once"
+        )
     if not strategies:
         raise MimlTuneError(f"--strategies is empty; choose among {', '.join(STRATEGIES)}")
     if not 0 < start < 1:
@@ -69,14 +74,22 @@ def check_settings(
 
 
 def initial_labelled(labels: np.ndarray, start: float, seed: int) -> np.ndarray:
-    """A stratified ``start`` fraction of the bags (sorted indices)."""
+    """A stratified ``start`` fraction of the bags: exactly ``round(n * start)`` of them (sorted
+    indices). The iterative stratification of iterstrat treats the size as a target, so a
+    split that misses it is trimmed or filled at random (seeded)."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
     n = len(labels)
+    size = round(n * start)
     splitter = MultilabelStratifiedShuffleSplit(
-        n_splits=1, train_size=round(n * start), test_size=n - round(n * start), random_state=seed
+        n_splits=1, train_size=size, test_size=n - size, random_state=seed
     )
-    chosen, _ = next(splitter.split(np.zeros((n, 1)), labels))
+    chosen, rest = next(splitter.split(np.zeros((n, 1)), labels))
+    rng = np.random.default_rng(seed)
+    if len(chosen) > size:
+        chosen = rng.choice(chosen, size=size, replace=False)
+    elif len(chosen) < size:
+        chosen = np.concatenate([chosen, rng.choice(rest, size=size - len(chosen), replace=False)])
     return np.sort(chosen)
 
 

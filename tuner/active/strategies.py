@@ -104,19 +104,23 @@ def kcenter(pool: Pool, batch: int, rng: np.random.Generator) -> tuple[np.ndarra
     Savarese, ICLR 2018) over the ``4 * batch`` most uncertain bags (:func:`uncertainty`), in the
     space of the bags' vectors and label scores. It starts from the most uncertain bag and adds
     the bag farthest from those chosen, so a batch is not ``batch`` near-duplicates; a bag's
-    utility is its distance to the chosen ones when it was added."""
-    candidates, _ = uncertainty(pool, min(len(pool.scores), 4 * batch), rng)
+    utility is its distance to the chosen ones when it was added (the first bag's: its
+    uncertainty). Copies of a chosen bag come last, the most uncertain first."""
+    candidates, first = uncertainty(pool, min(len(pool.scores), 4 * batch), rng)
     vectors = pool.vectors[candidates]
     spread = vectors.std(axis=0)
     space = np.hstack([vectors / np.where(spread > 0, spread, 1.0), pool.scores[candidates]])
     chosen = [0]
     distance = np.linalg.norm(space - space[0], axis=1)
-    utilities = [float("inf")]
+    distance[0] = -np.inf  # never chosen twice
+    utilities = [float(first[0])]  # the first bag: its uncertainty (no distance yet)
     while len(chosen) < min(batch, len(candidates)):
+        # The farthest bag; among bags at distance 0 (copies of chosen ones) the most uncertain.
         nxt = int(np.argmax(distance))
         chosen.append(nxt)
-        utilities.append(float(distance[nxt]))
+        utilities.append(max(0.0, float(distance[nxt])))
         distance = np.minimum(distance, np.linalg.norm(space - space[nxt], axis=1))
+        distance[chosen] = -np.inf
     return candidates[np.asarray(chosen)], np.asarray(utilities)
 
 
@@ -159,6 +163,8 @@ def query(strategy: str, pool: Pool, batch: int, seed: int = 0) -> tuple[np.ndar
 
 
 def bag_vectors(bags: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Each bag's mean instance, standardised by the training instances' ``mean`` and ``std``."""
+    """Each bag's mean instance, standardised by ``mean`` and ``std`` (the instances' of the
+    data at hand: the pool's in a query, the development bags' in a simulation; ``kcenter``
+    rescales the vectors itself, so the choice does not change its picks)."""
     safe = np.where(std > 0, std, 1.0)
     return np.stack([((b - mean) / safe).mean(axis=0) for b in bags]).astype(np.float64)

@@ -4,6 +4,7 @@ resumed search runs the searcher it saved."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class ProgressLine(Callback):
         if (
             not pruned
             and isinstance(value, (int, float))
+            and math.isfinite(value)
             and (math.isnan(self.best) or is_better(self.metric, float(value), self.best))
         ):
             self.best, self.best_trial = float(value), trial.trial_id
@@ -260,12 +262,27 @@ class ProgressLine(Callback):
             return
         self._printed = now
         if self._tty:
-            lines = [self.line(), *self.rows()]
+            # Each line clipped to the terminal's width: a wrapped line would take two rows,
+            # and the next drawing would go back up one row too few.
+            width = max(20, shutil.get_terminal_size().columns - 1)
+            lines = [line[:width] for line in (*fit(self.line(), width), *self.rows())]
             self.stream.write(self._erase() + "\n".join(lines))
             self._drawn = len(lines)
         else:
             self.stream.write(self.line() + "\n")
         self.stream.flush()
+
+
+def fit(status: str, width: int) -> list[str]:
+    """The status line in lines of at most ``width`` characters, broken between its
+    ``" | "``-separated parts (a part longer than the width is cut)."""
+    lines: list[str] = []
+    for part in status.split(" | "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " | " + part
+        else:
+            lines.append(part[:width])
+    return lines
 
 
 def _short(trial_id: str) -> str:
