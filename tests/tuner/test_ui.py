@@ -159,8 +159,15 @@ def test_the_ui_opens_on_the_trials_ranked_with_the_objective_column(
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        printed = [proc.stdout.readline() for _ in range(3)]
-        link = next(line for line in printed if "viewStateShareKey" in line).split()[1]
+        # "MLflow UI: URL", "searches:", then a line per search of the store (other tests add
+        # searches to this store): this search's.
+        line = ""
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if line.strip().startswith(f"{finished_search.name}:") or not line:
+                break
+        assert "viewStateShareKey" in line, line
+        link = line.split()[1]
         shot = Path(os.environ.get("MIML_TUNE_SCREENSHOTS", workdir)) / "mlflow-runs-table.png"
         dom = browse(link, workdir / "chromium", screenshot=shot)
         for budget in (40_000, 80_000):  # a loaded machine renders the page later
@@ -172,7 +179,8 @@ def test_the_ui_opens_on_the_trials_ranked_with_the_objective_column(
         proc.wait(timeout=60)
     assert shot.stat().st_size > 10_000
     trials = set(re.findall(r"trial-[0-9a-f]{8}", dom))
-    assert len(trials) == finished_search.summary["trials"]["total"], sorted(trials)
+    shown = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))[:1500]  # the page's text, to say why
+    assert len(trials) == finished_search.summary["trials"]["total"], (sorted(trials), link, shown)
     columns = set(re.findall(r'col-id="([^"]+)"', dom))
     assert "metrics.`average_precision`" in columns, sorted(columns)
     assert "params.`lr`" in columns, sorted(columns)
