@@ -255,11 +255,15 @@ def too_long(project: Project) -> dict[str, int]:
 
 
 def cli_or_click_imports(project: Project) -> list[Import]:
-    """Imports of ``tuner.cli`` outside it (the package and its modules), and of click outside
-    ``tuner.cli`` / ``tuner.ui``."""
+    """Imports of the CLI (``tuner.cli`` and the command groups it assembles,
+    ``tuner.commands``) outside it, and of click outside the CLI and ``tuner.ui``."""
 
     def in_cli(module: str) -> bool:
-        return module == "tuner.cli" or module.startswith("tuner.cli.")
+        return (
+            module == "tuner.cli"
+            or module == "tuner.commands"
+            or module.startswith("tuner.commands.")
+        )
 
     return [
         imp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -22,3 +23,8 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+def json_line(result: Any) -> str:
+    """A command's result as the one strict-JSON line ``--json`` prints."""
+    return json.dumps(_json_safe(result), sort_keys=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from tuner.cli.active import active
-from tuner.cli.options import _JSON, _TRACKING, _json_safe
+from tuner.commands.active import active
+from tuner.commands.options import _JSON, _TRACKING, json_line
 from tuner.errors import MimlTuneError
 from tuner.terminal import status_line
 
@@ -174,7 +174,7 @@ def _emit(summary: dict[str, Any], as_json: bool, all_metrics: bool = False) -> 
     from tuner.output import format_summary
 
     if as_json:
-        click.echo(json.dumps(_json_safe(summary), indent=None, sort_keys=True))
+        click.echo(json_line(summary))
     else:
         click.echo(format_summary(summary, all_metrics=all_metrics))
 
@@ -208,9 +208,7 @@ def promote(as_json: bool, **options: Any) -> None:
 
     progress = None if as_json else (lambda message: click.echo(message, err=True))
     result = run_promote(options.pop("name"), **options, progress=progress)
-    click.echo(
-        json.dumps(_json_safe(result), sort_keys=True) if as_json else format_promotion(result)
-    )
+    click.echo(json_line(result) if as_json else format_promotion(result))
 
 
 @cli.command()
@@ -262,7 +260,7 @@ def predict(model_uri: str, data: str, as_json: bool, **options: Any) -> None:
         return
     result = run_predict(model_uri, data, out=out, **options)
     if as_json:
-        click.echo(json.dumps(_json_safe(result), sort_keys=True))
+        click.echo(json_line(result))
     else:
         click.echo(format_prediction(result))
 
@@ -543,3 +541,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 cli.add_command(active)
+
+
+if __name__ == "__main__":
+    main()

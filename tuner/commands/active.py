@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from tuner.active.strategies import STRATEGIES
-from tuner.cli.options import _JSON, _TRACKING, _json_safe
+from tuner.commands.options import _JSON, _TRACKING, json_line
 
 
 @click.group()
@@ -47,7 +46,7 @@ def query(model_uri: str, pool: str, as_json: bool, **options: Any) -> None:
 
     result = rank_pool(model_uri, pool, **options)
     if as_json:
-        click.echo(json.dumps(_json_safe(result), sort_keys=True))
+        click.echo(json_line(result))
         return
     click.echo(
         f"{result['batch']} of {result['pool_bags']} bags to label next by {result['strategy']} "
@@ -93,7 +92,7 @@ def simulate(space: str, strategies: str, as_json: bool, **options: Any) -> None
     progress = None if as_json else sys.stderr
     result = run_simulate(space, strategies=names, progress=progress, **options)
     if as_json:
-        click.echo(json.dumps(_json_safe(result), sort_keys=True))
+        click.echo(json_line(result))
         return
     click.echo(
         f"active learning on {result['dataset']} ({result['model']}, {result['configuration']}): "

@@ -1,5 +1,0 @@
-"""``python -m tuner.cli``: the ``miml-tune`` command."""
-
-from tuner.cli import main
-
-main()
