@@ -10,13 +10,13 @@ registered model scores every bag; a strategy of :mod:`tuner.active.strategies` 
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tuner.active.files import written_whole
 from tuner.active.strategies import Pool, bag_vectors, query, resolve_strategy
 from tuner.errors import MimlTuneError
 
@@ -147,18 +147,11 @@ def _write_ranking(path: Path, rows: Sequence[dict[str, Any]], labels: Sequence[
     """The ranking as CSV, through a temporary file renamed into place."""
     if not path.parent.is_dir():
         raise MimlTuneError(f"--out {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["rank", "bag_id", "utility", *(f"score.{label}" for label in labels)])
-            for row in rows:
-                writer.writerow(
-                    [row["rank"], row["bag_id"], f"{row['utility']:.6g}",
-                     *(f"{row['scores'][label]:.6f}" for label in labels)]
-                )  # fmt: skip
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MimlTuneError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with written_whole(path) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "bag_id", "utility", *(f"score.{label}" for label in labels)])
+        for row in rows:
+            writer.writerow(
+                [row["rank"], row["bag_id"], f"{row['utility']:.6g}",
+                 *(f"{row['scores'][label]:.6f}" for label in labels)]
+            )  # fmt: skip

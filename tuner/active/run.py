@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from tuner.active.files import written_whole
 from tuner.active.simulate import (
     CURVE_METRICS,
     Curve,
@@ -139,8 +140,9 @@ def simulate(
             client.log_artifact(parent_id, str(figure))
             client.log_artifact(parent_id, str(Path(tmp) / "active.json"))
             if target is not None:
-                _write_whole(target / "learning_curves.png", figure.read_bytes())
-                _write_whole(target / "active.json", (Path(tmp) / "active.json").read_bytes())
+                for part in (figure, Path(tmp) / "active.json"):
+                    with written_whole(target / part.name, "wb") as handle:
+                        handle.write(part.read_bytes())
                 result["out"] = str(target)
         for strategy, entry in summary.items():
             for metric in CURVE_METRICS:
@@ -167,18 +169,6 @@ def _check_out(out: str | None) -> Path | None:
     if not os.access(target, os.W_OK | os.X_OK):
         raise MimlTuneError(f"--out {target}: the folder is not writable; give another")
     return target
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """Writes ``path`` through a temporary file renamed into place: whole or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MimlTuneError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _run_all(
