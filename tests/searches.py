@@ -3,6 +3,8 @@ on the bundled Birds data, and the one-line error check every bad-input test mak
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import select
@@ -170,3 +172,36 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Compl
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["miml-tune", *args], code, out, err)
+
+
+def cli_here(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``miml-tune ARGS`` as :func:`cli` runs it (in ``workdir``, HOME and TMPDIR there), but
+    through the CLI's entry point in this process: a fresh interpreter costs about 5 s of
+    imports (torch, MLflow) a call. For commands whose process (signals, a terminal, its own
+    Ray) is not what the test checks. The environment and the working folder are restored."""
+    from tuner.cli import main
+
+    keys = ("HOME", "TMPDIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {key: os.environ.get(key) for key in keys}
+    os.environ.update(HOME=str(workdir), TMPDIR=str(workdir))
+    for key in keys[2:]:
+        os.environ.pop(key, None)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with (
+            contextlib.chdir(workdir),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            try:
+                main(list(args))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["miml-tune", *args], code, out.getvalue(), err.getvalue())

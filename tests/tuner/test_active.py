@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FinishedSearch
-from tests.searches import assert_one_line_error, cli
+from tests.searches import assert_one_line_error, cli, cli_here
 from tuner.active.strategies import STRATEGIES, Pool, entropy, query
 from tuner.errors import MimlTuneError
 
@@ -145,8 +145,8 @@ def test_simulate_refuses_bad_settings_in_one_line(workdir: Path) -> None:
         "twice": (["--strategies", "random,margin,random"], "names random more than once"),
     }
     for args, message in cases.values():
-        result = cli(workdir, "active", "simulate", "--space", "birds", "--model",
-                     "bag_mean_linear", *args)  # fmt: skip
+        result = cli_here(workdir, "active", "simulate", "--space", "birds", "--model",
+                          "bag_mean_linear", *args)  # fmt: skip
         assert_one_line_error(result, message)
     assert not (workdir / "mlflow.db").exists()  # nothing written before the checks
 

@@ -1,6 +1,6 @@
-"""Launches at the same moment into one new sqlite store (issue 12): four searches of different
-names all finish with all their runs, and of two launches of one name exactly one runs while the
-other exits 2 with one line. Real CLI processes, each with its own embedded Ray."""
+"""Launches at the same moment into one new sqlite store (issue 12): searches of different names
+all finish with all their runs, and of two launches of one name exactly one runs while the other
+exits 2 with one line. Real CLI processes, each with its own embedded Ray."""
 
 from __future__ import annotations
 
@@ -56,24 +56,26 @@ def test_launches_at_once_into_one_new_store(workdir: Path) -> None:
     space.write_text(yaml.safe_dump(TINY))
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     assert not (workdir / "mlflow.db").exists()
-    names = ["c0", "c1", "c2", "c3"]
+    # Two names and two launches of a third, all at once into the new store: the two names
+    # finish, and of the third exactly one runs while the other is one line.
+    names = ["c0", "c1", "same", "same"]
     ended = _launch_at_once(workdir, space, uri, names)
-    for name, (code, _, err) in zip(names, ended, strict=True):
+    same = ended[2:]
+    for name, (code, _, err) in zip(names[:2], ended[:2], strict=True):
         assert code == 0, (name, err[-3000:])
-    # Two of one name (into the store the four made): one runs, the other is one line. Beside
-    # them, c0 again: a name that finished before.
-    *same, again = _launch_at_once(workdir, space, uri, ["same", "same", "c0"])
     assert sorted(code for code, _, _ in same) == [0, 2], [err[-2000:] for _, _, err in same]
     refused = next(err for code, _, err in same if code == 2).strip().splitlines()
     assert len(refused) == 1 and refused[0].startswith("error: "), refused
     assert "same" in refused[0]
+    # Then c0 again: a name that finished before.
+    (again,) = _launch_at_once(workdir, space, uri, ["c0"])
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    summaries = [json.loads(out) for code, out, _ in [*ended, *same] if code == 0]
+    summaries = [json.loads(out) for code, out, _ in ended if code == 0]
     again_summary = json.loads(again[1]) if again[0] == 0 else {}
-    assert sorted(s["name"] for s in summaries) == ["c0", "c1", "c2", "c3", "same"]
+    assert sorted(s["name"] for s in summaries) == ["c0", "c1", "same"]
     for summary in summaries:
         experiment = client.get_experiment_by_name(summary["name"])
         runs = client.search_runs([experiment.experiment_id])

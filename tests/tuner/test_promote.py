@@ -21,6 +21,7 @@ from tests.searches import (
     assert_one_line_error,
     cli,
     cli_env,
+    cli_here,
     run_main,
 )
 from tests.tuner.data.test_arff import write_miml_arff
@@ -33,7 +34,7 @@ BIRDS = SHARED_DATA / "miml" / "birds.arff"
 
 
 def _promote(search: FinishedSearch, *args: str, name: str | None = None) -> dict[str, Any]:
-    result = cli(
+    result = cli_here(
         search.workdir,
         "promote", "--name", name or search.name, "--tracking-uri", search.uri, "--json", *args,
     )  # fmt: skip
@@ -166,7 +167,7 @@ def test_predict_writes_scores_and_label_sets_with_label_names(
 ) -> None:
     data = str(BIRDS) if BIRDS.is_file() else "birds"
     out = finished_search.workdir / f"predictions{suffix}"
-    result = cli(
+    result = cli_here(
         finished_search.workdir,
         "predict", "--model", "models:/champ-a@champion", "--data", data, "--out", str(out),
         "--tracking-uri", finished_search.uri,
@@ -195,7 +196,7 @@ def test_predict_writes_scores_and_label_sets_with_label_names(
 def test_predict_top_k_picks_the_k_best_labels(
     finished_search: FinishedSearch, champion: dict[str, Any]
 ) -> None:
-    result = cli(
+    result = cli_here(
         finished_search.workdir,
         "predict", "--model", "models:/champ-a/1", "--data", "birds", "--top-k", "2", "--json",
         "--tracking-uri", finished_search.uri,
@@ -376,7 +377,9 @@ def test_two_promotions_at_once_end_where_their_messages_say(
         sys.executable, "-m", "tuner.cli", "promote", "--name", finished_search.name,
         "--registered-name", "champ-race", "--tracking-uri", finished_search.uri, "--json",
     ]  # fmt: skip
-    env = cli_env(finished_search.workdir)
+    # One torch thread each: two processes of two threads on two cores spin in OpenMP's
+    # barriers, and each refit took 20 to 80 s of CPU instead of a few.
+    env = cli_env(finished_search.workdir, OMP_NUM_THREADS="1")
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     procs = [
         subprocess.Popen(command, cwd=finished_search.workdir, env=env, **pipes)  # type: ignore[call-overload]
@@ -414,8 +417,8 @@ def test_active_query_ranks_a_pool_for_a_promoted_model(
     model = "models:/champ-a@champion"
     common = ["active", "query", "--model", model, "--tracking-uri", finished_search.uri]
     out = work / "next.csv"
-    first = cli(work, *common, "--pool", str(pool), "--batch", "5", "--strategy", "kcenter",
-                "--seed", "1", "--out", str(out), "--json")  # fmt: skip
+    kcenter = ["--batch", "5", "--strategy", "kcenter", "--seed", "1", "--json"]
+    first = cli_here(work, *common, "--pool", str(pool), *kcenter, "--out", str(out))
     assert first.returncode == 0, first.stderr[-3000:]
     chosen = [r["bag_id"] for r in json.loads(first.stdout)["rows"]]
     assert len(chosen) == len(set(chosen)) == 5 and set(chosen) <= {f"pool{i}" for i in range(30)}
@@ -423,8 +426,7 @@ def test_active_query_ranks_a_pool_for_a_promoted_model(
         rows = list(csv.DictReader(handle))
     assert [r["bag_id"] for r in rows] == chosen and f"score.{birds.label_names[0]}" in rows[0]
     # Deterministic for a seed; a pool whose labels are given ranks the same (labels ignored).
-    again = cli(work, *common, "--pool", str(labelled), "--batch", "5", "--strategy", "kcenter",
-                "--seed", "1", "--json")  # fmt: skip
+    again = cli_here(work, *common, "--pool", str(labelled), *kcenter)
     assert [r["bag_id"] for r in json.loads(again.stdout)["rows"]] == chosen
     # Bad input: one line, exit 2, nothing written.
     narrow = _pool_arff(work / "narrow.arff", [b[:, :5] for b in bags], ["a"], "?")
@@ -434,5 +436,5 @@ def test_active_query_ranks_a_pool_for_a_promoted_model(
         (["--pool", str(pool), "--batch", "2", "--strategy", "best"], "unknown query strategy"),
     ):
         out.unlink(missing_ok=True)
-        assert_one_line_error(cli(work, *common, *args, "--out", str(out)), message)
+        assert_one_line_error(cli_here(work, *common, *args, "--out", str(out)), message)
         assert not out.exists()

@@ -19,7 +19,7 @@ from optuna.distributions import (
 )
 
 from tests.conftest import FinishedSearch
-from tests.searches import assert_one_line_error, cli
+from tests.searches import assert_one_line_error, cli, cli_here
 from tuner import tracking
 from tuner.errors import MimlTuneError
 from tuner.report import (
@@ -435,7 +435,7 @@ def test_report_through_the_cli(finished_search: FinishedSearch, workdir: Path) 
     assert str(out / "index.html") in result.stdout
     assert {p.name for p in out.glob("*.png")} == set(FIGURES.values())
 
-    unknown = cli(workdir, "report", "--name", "no-such-search", "--tracking-uri", s.uri)
+    unknown = cli_here(workdir, "report", "--name", "no-such-search", "--tracking-uri", s.uri)
     assert_one_line_error(unknown, "no search named 'no-such-search'", s.name)
     assert not (workdir / "miml-tune-reports").exists()
 
