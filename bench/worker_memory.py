@@ -9,7 +9,11 @@ allocator policy given, interleaved (A B A B ...):
 - ``epoch``: ``gc.collect()`` and ``malloc_trim(0)`` once per epoch, after every fold trained
   (from the epoch's report, as a trial would);
 - ``threshold``: ``MALLOC_MMAP_THRESHOLD_=4194304`` in the process's environment (large blocks
-  always mmap'd, so they go back to the system when freed).
+  always mmap'd, so they go back to the system when freed);
+- ``hugepages``: the same threshold with glibc's transparent-huge-page tunable
+  (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304``, glibc 2.35
+  and later): the blocks still go back when freed, but a fresh one faults in 2 MiB pages, not
+  4 KiB ones, where the kernel allows huge pages on request (``madvise`` mode).
 
 Peak RSS is the process's ``ru_maxrss``; imports alone are about 0.4 GB.
 
@@ -54,6 +58,8 @@ def one_run(policy: str, repeats: int, epochs: int) -> dict[str, float]:
     env = dict(os.environ)
     if policy == "threshold":
         env["MALLOC_MMAP_THRESHOLD_"] = "4194304"
+    if policy == "hugepages":
+        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=4194304"
     out = subprocess.run(
         [sys.executable, "-c", CHILD, policy, str(repeats), str(epochs), json.dumps(CONFIG)],
         env=env, capture_output=True, text=True, check=True,
