@@ -19,6 +19,13 @@ measures a checkout from before the search became a package and one from after:
 - first epoch: the first trial's function start to its first reported epoch.
 
     python bench/startup.py --checkout before=/tmp/old-main --checkout after=. --runs 3
+
+``--warm`` adds, for each checkout, the same launch onto a local Ray head kept running between
+launches (``ray start --head`` on 127.0.0.1, started by this script before the runs and stopped
+after, by its own ``ray stop``): what a user who launches again and again gets with ``--address
+127.0.0.1:PORT``. Its ``ray`` phase is the attach.
+
+    python bench/startup.py --checkout after=. --runs 3 --warm
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ main()
 COMMAND = ["launch", "--space", "birds", "--trials", "4", "--max-epochs", "3", "--cv-repeats", "1"]
 
 
-def one_launch(checkout: Path) -> dict[str, float]:
+def one_launch(checkout: Path, address: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="mt-startup-") as tmp:
         env = dict(os.environ, PYTHONPATH=str(checkout.resolve()), HOME=tmp, TMPDIR=tmp)
         env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
@@ -85,7 +92,8 @@ def one_launch(checkout: Path) -> dict[str, float]:
         load = os.getloadavg()[0]
         started = time.time()
         proc = subprocess.run(
-            [sys.executable, "-c", WRAPPER, *COMMAND, "--json"],
+            [sys.executable, "-c", WRAPPER, *COMMAND, "--json"]
+            + (["--address", address] if address else []),
             cwd=tmp, env=env, capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         ended = time.time()
@@ -111,18 +119,68 @@ def one_launch(checkout: Path) -> dict[str, float]:
         }
 
 
+WARM_PORT = 6390
+
+
+def _ray_cli() -> list[str]:
+    return [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+
+
+def start_head() -> subprocess.Popen[bytes]:
+    """``ray start --head --block`` on loopback: it stays in the foreground, and ends the head's
+    processes when it is stopped (:func:`stop_head`), so no other Ray on the machine is touched."""
+    import socket
+
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.Popen(
+        [*_ray_cli(), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+         "--port", str(WARM_PORT), "--include-dashboard", "false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", WARM_PORT)) == 0:
+                time.sleep(5)  # the raylet registers after the GCS listens
+                return proc
+        time.sleep(0.5)
+    stop_head(proc)
+    raise SystemExit("the local Ray head did not start in 120 s")
+
+
+def stop_head(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", action="append", required=True, help="LABEL=PATH")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warm", action="store_true", help="also onto a running local head")
     args = parser.parse_args()
     checkouts = dict(item.split("=", 1) for item in args.checkout)
-    results: dict[str, list[dict[str, float]]] = {label: [] for label in checkouts}
-    for i in range(args.runs):
-        for label, path in checkouts.items():
-            result = one_launch(Path(path))
-            results[label].append(result)
-            print(f"run {i + 1} {label}: {result}", flush=True)
+    cases: list[tuple[str, Path, str | None]] = [
+        (label, Path(path), None) for label, path in checkouts.items()
+    ]
+    address = f"127.0.0.1:{WARM_PORT}"
+    if args.warm:
+        cases += [(f"{label}, warm head", Path(path), address) for label, path in checkouts.items()]
+        head = start_head()
+    results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in cases}
+    try:
+        for i in range(args.runs):
+            for label, path, where in cases:
+                result = one_launch(path, where)
+                results[label].append(result)
+                print(f"run {i + 1} {label}: {result}", flush=True)
+    finally:
+        if args.warm:
+            stop_head(head)
     print(f"\ncommand: miml-tune {' '.join(COMMAND)}")
     phases = ["imports_s", "data_s", "checks_s", "ray_s", "to_trial_s", "first_epoch_s"]
     print(
