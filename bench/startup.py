@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def one_launch(checkout: Path, address: str | None = None) -> dict[str, float]:
         env = dict(os.environ, PYTHONPATH=str(checkout.resolve()), HOME=tmp, TMPDIR=tmp)
         env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
         env.pop("MLFLOW_TRACKING_URI", None)
+        if address:  # what Ray asks of a client of a cluster with token authentication
+            env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=WARM_TOKEN)
         env["MT_STAMPS"] = stamps_path = str(Path(tmp, "stamps.json"))
         load = os.getloadavg()[0]
         started = time.time()
@@ -120,6 +123,7 @@ def one_launch(checkout: Path, address: str | None = None) -> dict[str, float]:
 
 
 WARM_PORT = 6390
+WARM_TOKEN = secrets.token_hex(32)  # the head's token authentication, as a user's cluster has it
 
 
 def _ray_cli() -> list[str]:
@@ -131,7 +135,8 @@ def start_head() -> subprocess.Popen[bytes]:
     processes when it is stopped (:func:`stop_head`), so no other Ray on the machine is touched."""
     import socket
 
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    env["RAY_AUTH_TOKEN"] = WARM_TOKEN
     proc = subprocess.Popen(
         [*_ray_cli(), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
          "--port", str(WARM_PORT), "--include-dashboard", "false", "--disable-usage-stats"],
