@@ -66,6 +66,28 @@ def promoted(rule: str, value: float, recorded: list[float], rf: float) -> bool:
     return value >= competing[keep - 1]
 
 
+def outcome(
+    kept: dict[str, list[dict[str, Any]]], metric: str, rule: str, *, raced: int
+) -> dict[str, Any]:
+    """What a replayed rule spent and chose: each trial's results up to where the rule stopped
+    it; only a trial that ended under the full protocol can be the best."""
+    completed = {
+        tid: rows[-1][metric]
+        for tid, rows in kept.items()
+        if rows[-1]["epoch"] >= rows[-1]["target_epochs"] and rows[-1]["full_protocol"] >= 1
+    }
+    best = max(completed, key=completed.__getitem__) if completed else None
+    return {
+        "rule": rule,
+        "completed": len(completed),
+        "raced": raced,
+        "fold_epochs": float(sum(rows[-1]["fold_epochs"] for rows in kept.values())),
+        "trial_seconds": sum(r["time_this_iter_s"] for rows in kept.values() for r in rows),
+        "best": best,
+        "best_value": completed.get(best, math.nan) if best else math.nan,
+    }
+
+
 def replay_sync(
     trials: dict[str, list[dict[str, Any]]], *, metric: str, milestones: list[int], rf: float
 ) -> dict[str, Any]:
@@ -89,24 +111,13 @@ def replay_sync(
     }
     cut = [rows for tid, rows in kept.items() if stopped.get(tid) == milestones[-1]]
     extra_fe = float(np.median([rows[-1]["fold_epochs"] for rows in cut])) if cut else 0.0
-    extra_s = float(np.median([sum(r["time_this_iter_s"] for r in rows) for rows in cut]))
-    completed = {
-        tid: rows[-1][metric]
-        for tid, rows in kept.items()
-        if rows[-1]["epoch"] >= rows[-1]["target_epochs"] and rows[-1]["full_protocol"] >= 1
-    }
-    best = max(completed, key=completed.__getitem__) if completed else None
-    return {
-        "rule": f"sync_sh (oracle; {len(unknown)} charged)",
-        "completed": len(completed),
-        "raced": 0,
-        "fold_epochs": sum(rows[-1]["fold_epochs"] for rows in kept.values())
-        + len(unknown) * extra_fe,
-        "trial_seconds": sum(r["time_this_iter_s"] for rows in kept.values() for r in rows)
-        + len(unknown) * extra_s,
-        "best": best,
-        "best_value": completed.get(best, math.nan) if best else math.nan,
-    }
+    extra_s = (
+        float(np.median([sum(r["time_this_iter_s"] for r in rows) for rows in cut])) if cut else 0.0
+    )
+    out = outcome(kept, metric, f"sync_sh (oracle; {len(unknown)} charged)", raced=0)
+    out["fold_epochs"] += len(unknown) * extra_fe
+    out["trial_seconds"] += len(unknown) * extra_s
+    return out
 
 
 def replay(
@@ -138,21 +149,7 @@ def replay(
         tid: [r for r in rows if r["epoch"] <= stopped.get(tid, math.inf)]
         for tid, rows in trials.items()
     }
-    completed = {
-        tid: rows[-1][metric]
-        for tid, rows in kept.items()
-        if rows[-1]["epoch"] >= rows[-1]["target_epochs"] and rows[-1]["full_protocol"] >= 1
-    }
-    best = max(completed, key=completed.__getitem__) if completed else None
-    return {
-        "rule": rule + (" +racing" if racing_alpha else ""),
-        "completed": len(completed),
-        "raced": len(raced),
-        "fold_epochs": sum(rows[-1]["fold_epochs"] for rows in kept.values()),
-        "trial_seconds": sum(r["time_this_iter_s"] for rows in kept.values() for r in rows),
-        "best": best,
-        "best_value": completed.get(best, math.nan) if best else math.nan,
-    }
+    return outcome(kept, metric, rule + (" +racing" if racing_alpha else ""), raced=len(raced))
 
 
 def main() -> None:
