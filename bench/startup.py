@@ -21,9 +21,9 @@ measures a checkout from before the search became a package and one from after:
     python bench/startup.py --checkout before=/tmp/old-main --checkout after=. --runs 3
 
 ``--warm`` adds, for each checkout, the same launch onto a local Ray head kept running between
-launches (``ray start --head`` on 127.0.0.1, started by this script before the runs and stopped
-after, by its own ``ray stop``): what a user who launches again and again gets with ``--address
-127.0.0.1:PORT``. Its ``ray`` phase is the attach.
+launches (``ray start --head --block`` on 127.0.0.1, token authentication on, started by this
+script before the runs and stopped after by ending that process): what a user who launches
+again and again gets with ``--address 127.0.0.1:PORT``. Its ``ray`` phase is the attach.
 
     python bench/startup.py --checkout after=. --runs 3 --warm
 """
@@ -126,10 +126,6 @@ WARM_PORT = 6390
 WARM_TOKEN = secrets.token_hex(32)  # the head's token authentication, as a user's cluster has it
 
 
-def _ray_cli() -> list[str]:
-    return [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
-
-
 def start_head() -> subprocess.Popen[bytes]:
     """``ray start --head --block`` on loopback: it stays in the foreground, and ends the head's
     processes when it is stopped (:func:`stop_head`), so no other Ray on the machine is touched."""
@@ -138,8 +134,9 @@ def start_head() -> subprocess.Popen[bytes]:
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     env["RAY_AUTH_TOKEN"] = WARM_TOKEN
     proc = subprocess.Popen(
-        [*_ray_cli(), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-         "--port", str(WARM_PORT), "--include-dashboard", "false", "--disable-usage-stats"],
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+         "--node-ip-address", "127.0.0.1", "--port", str(WARM_PORT),
+         "--include-dashboard", "false", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.time() + 120

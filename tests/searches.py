@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
@@ -159,17 +160,22 @@ def _small_space(workdir: Path, name: str, params: dict[str, Any]) -> Path:
     return path
 
 
+def _entry_point(args: tuple[str, ...]) -> int:
+    """``miml-tune ARGS`` through the CLI's entry point in this process; its exit status."""
+    from tuner.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
     """``miml-tune ARGS`` through the CLI's own entry point, in this process (no start-up cost
     of a fresh interpreter): its exit status and what it printed."""
-    from tuner.cli import main
-
     capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = _entry_point(args)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["miml-tune", *args], code, out, err)
 
@@ -179,29 +185,14 @@ def cli_here(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     through the CLI's entry point in this process: a fresh interpreter costs about 5 s of
     imports (torch, MLflow) a call. For commands whose process (signals, a terminal, its own
     Ray) is not what the test checks. The environment and the working folder are restored."""
-    from tuner.cli import main
-
-    keys = ("HOME", "TMPDIR", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {key: os.environ.get(key) for key in keys}
-    os.environ.update(HOME=str(workdir), TMPDIR=str(workdir))
-    for key in keys[2:]:
-        os.environ.pop(key, None)
     out, err = io.StringIO(), io.StringIO()
-    try:
-        with (
-            contextlib.chdir(workdir),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        mock.patch.dict(os.environ, {"HOME": str(workdir), "TMPDIR": str(workdir)}),
+        contextlib.chdir(workdir),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # as cli_env drops them
+            os.environ.pop(key, None)
+        code = _entry_point(args)
     return subprocess.CompletedProcess(["miml-tune", *args], code, out.getvalue(), err.getvalue())
